@@ -1,9 +1,22 @@
-"""dcmxr: DICOM as lazy, labelled, geometry-carrying xarray objects."""
+"""dcmxr: DICOM as lazy, labelled, geometry-carrying xarray objects.
+
+>>> import dcmxr
+>>> table = dcmxr.scan("path/to/dicom")          # headers only, one row per frame
+>>> da = dcmxr.open_series("path/to/dicom")       # lazy DataArray (z, y, x) in mm
+>>> tree = dcmxr.open_study("path/to/dicom")      # DataTree: patient/study/series
+"""
 from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version as _version
+
+from . import errors
+from .assembly.series import list_series
+from .backend.api import open_series, open_study
+from .catalog.scan import scan
 
 try:
     __version__ = _version("dcmxr")
 except PackageNotFoundError:  # pragma: no cover
     __version__ = "0+unknown"
+
+__all__ = ["scan", "list_series", "open_series", "open_study", "errors", "__version__"]

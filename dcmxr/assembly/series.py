@@ -1,0 +1,126 @@
+"""Series in a frame table: the listing users see, and picking one."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from ..errors import AmbiguousSelectionError, SelectionError
+
+_KEY = "series_instance_uid"
+
+
+def _first(col: pd.Series):
+    vals = col.dropna()
+    return vals.iloc[0] if len(vals) else None
+
+
+def list_series(table: pd.DataFrame) -> pd.DataFrame:
+    """One row per series: UID, number, description, modality, size.
+
+    Parameters
+    ----------
+    table : DataFrame
+        A frame table from :func:`dcmxr.scan`.
+
+    Returns
+    -------
+    DataFrame
+        Columns ``series_instance_uid, series_number, series_description,
+        modality, rows, columns, frames, files, study_instance_uid,
+        patient_id``; ordered by study, then series number.
+    """
+    if table.empty or _KEY not in table.columns:
+        return pd.DataFrame(columns=[_KEY, "series_number", "series_description", "modality",
+                                     "rows", "columns", "frames", "files"])
+    t = table.copy()
+    for c in ("series_number", "series_description", "modality", "study_instance_uid", "patient_id",
+              "rows", "columns"):
+        if c not in t.columns:
+            t[c] = None
+    t[_KEY] = t[_KEY].fillna("")
+    g = t.groupby(_KEY, sort=False, dropna=False)
+    out = pd.DataFrame({
+        "series_number": g["series_number"].agg(_first),
+        "series_description": g["series_description"].agg(_first),
+        "modality": g["modality"].agg(_first),
+        "rows": g["rows"].agg(_first),
+        "columns": g["columns"].agg(_first),
+        "frames": g.size(),
+        "files": g["path"].nunique(),
+        "study_instance_uid": g["study_instance_uid"].agg(_first),
+        "patient_id": g["patient_id"].agg(_first),
+    }).reset_index()
+    out = out.sort_values(["study_instance_uid", "series_number", _KEY], na_position="last", kind="stable")
+    return out.reset_index(drop=True)
+
+
+def _describe(listing: pd.DataFrame) -> str:
+    lines = []
+    for i, r in listing.iterrows():
+        lines.append(
+            f"  [{i}] number={r['series_number']!s:>5} modality={r['modality']!s:<5} "
+            f"{r['rows']}x{r['columns']}x{r['frames']} frames "
+            f"description={r['series_description']!r} uid={r[_KEY]}"
+        )
+    return "\n".join(lines)
+
+
+def select_series(table: pd.DataFrame, series: str | int | None = None) -> pd.DataFrame:
+    """Rows of one series.
+
+    Parameters
+    ----------
+    table : DataFrame
+    series : str or int, optional
+        A SeriesInstanceUID, a SeriesNumber (int), a SeriesDescription
+        (exact, then case-insensitive substring), or a position in
+        :func:`list_series` order (int, when no SeriesNumber matches).
+        None selects the only series.
+
+    Raises
+    ------
+    AmbiguousSelectionError
+        Several series match; the message lists them and how to pick one.
+    SelectionError
+        Nothing matches.
+    """
+    listing = list_series(table)
+    if listing.empty:
+        raise SelectionError("no image series found in the source")
+    how = ("pick one with series=<SeriesInstanceUID>, series=<SeriesNumber as int>, "
+           "series=<SeriesDescription>, or series=<index in the list>")
+    if series is None:
+        if len(listing) == 1:
+            uid = listing[_KEY].iloc[0]
+        else:
+            raise AmbiguousSelectionError(
+                f"the source holds {len(listing)} series; {how}:\n{_describe(listing)}"
+            )
+    else:
+        uid = _match(listing, series, how)
+    return table[table[_KEY].fillna("") == uid]
+
+
+def _match(listing: pd.DataFrame, series: str | int, how: str) -> str:
+    if isinstance(series, str):
+        hits = listing[listing[_KEY] == series]
+        if len(hits) == 0:
+            hits = listing[listing["series_description"].fillna("") == series]
+        if len(hits) == 0:
+            desc = listing["series_description"].fillna("").str.lower()
+            hits = listing[desc.str.contains(series.lower(), regex=False)]
+        if len(hits) == 0 and series.isdigit():
+            return _match(listing, int(series), how)
+    elif isinstance(series, int) and not isinstance(series, bool):
+        hits = listing[listing["series_number"] == series]
+        if len(hits) == 0 and 0 <= series < len(listing):
+            hits = listing.iloc[[series]]
+    else:
+        raise TypeError(f"series= must be a str or int, not {type(series).__name__}")
+    if len(hits) == 1:
+        return hits[_KEY].iloc[0]
+    if len(hits) == 0:
+        raise SelectionError(f"series={series!r} matches no series; {how}:\n{_describe(listing)}")
+    raise AmbiguousSelectionError(
+        f"series={series!r} matches {len(hits)} series; {how}:\n{_describe(hits)}"
+    )

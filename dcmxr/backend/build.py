@@ -1,0 +1,356 @@
+"""Grid -> lazy xarray.DataArray (Dask graph of FrameRef blocks).
+
+The graph has one task per chunk; each task holds only the FrameRefs of its
+own frames and a :class:`~dcmxr.decode.plan.BlockSpec`, so graphs stay small
+and run anywhere the paths or URLs resolve.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..assembly.stack import FRAME_COORDS, Grid
+from ..decode.frameref import FrameRef
+from ..decode.plan import BlockSpec, load_block
+
+#: Target decoded bytes per chunk for chunks="auto".
+AUTO_CHUNK_BYTES = 64 * 2**20
+
+#: Attributes copied to attrs when constant over the array.
+SHARED_ATTRS = (
+    "modality",
+    "patient_id",
+    "study_instance_uid",
+    "series_instance_uid",
+    "frame_of_reference_uid",
+    "sop_class_uid",
+    "series_number",
+    "series_description",
+    "study_description",
+    "study_date",
+    "series_date",
+    "protocol_name",
+    "body_part_examined",
+    "manufacturer",
+    "manufacturer_model_name",
+    "image_type",
+    "slice_thickness",
+    "spacing_between_slices",
+    "kvp",
+    "convolution_kernel",
+    "echo_time",
+    "repetition_time",
+    "inversion_time",
+    "flip_angle",
+    "magnetic_field_strength",
+    "scanning_sequence",
+    "sequence_name",
+    "photometric_interpretation",
+    "rescale_type",
+    "gantry_detector_tilt",
+)
+
+_UNIT_OF_ATTR = {
+    "slice_thickness": "mm",
+    "spacing_between_slices": "mm",
+    "echo_time": "ms",
+    "repetition_time": "ms",
+    "inversion_time": "ms",
+    "flip_angle": "degree",
+    "magnetic_field_strength": "T",
+    "kvp": "kV",
+}
+
+
+def _num(v: Any) -> Any:
+    if isinstance(v, (np.integer,)):
+        return int(v)
+    if isinstance(v, (np.floating,)):
+        return float(v)
+    if isinstance(v, np.bool_):
+        return bool(v)
+    return v
+
+
+def _is_missing(v: Any) -> bool:
+    return v is None or (isinstance(v, float) and math.isnan(v))
+
+
+def _const(col: pd.Series) -> tuple[bool, Any]:
+    vals = col.dropna()
+    if len(vals) == 0:
+        return False, None
+    first = vals.iloc[0]
+    try:
+        same = bool((vals == first).all()) and len(vals) == len(col)
+    except (TypeError, ValueError):
+        same = False
+    return same, _num(first)
+
+
+def stored_dtype(row: pd.Series) -> np.dtype:
+    """Dtype of decoded stored values (what pydicom's pixel_array returns)."""
+    fp = int(row.get("float_pixels") or 0)
+    if fp == 32:
+        return np.dtype("float32")
+    if fp == 64:
+        return np.dtype("float64")
+    bits = int(row["bits_allocated"])
+    if bits == 1:
+        return np.dtype("uint8")
+    signed = int(row.get("pixel_representation") or 0) == 1
+    photometric = str(row.get("photometric_interpretation") or "")
+    if photometric.startswith("YBR") and str(row.get("transfer_syntax_uid", "")).startswith("1.2.840.10008.1.2.4.5"):
+        signed = False
+    return np.dtype(f"{'i' if signed else 'u'}{max(bits, 8) // 8}")
+
+
+def _rescale(t: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    n = len(t)
+    slope = pd.to_numeric(t["rescale_slope"], errors="coerce").to_numpy(float) if "rescale_slope" in t else np.ones(n)
+    icpt = pd.to_numeric(t["rescale_intercept"], errors="coerce").to_numpy(float) if "rescale_intercept" in t else np.zeros(n)
+    slope = np.where(np.isfinite(slope), slope, 1.0)
+    icpt = np.where(np.isfinite(icpt), icpt, 0.0)
+    slope = np.where(slope == 0, 1.0, slope)
+    return slope, icpt
+
+
+def output_dtype(t: pd.DataFrame, stored: np.dtype, slope: np.ndarray, icpt: np.ndarray) -> np.dtype:
+    """Smallest dtype holding every rescaled value exactly, decided from headers."""
+    if stored.kind == "f":
+        return stored if (np.all(slope == 1) and np.all(icpt == 0)) else np.dtype("float32" if stored.itemsize <= 4 else "float64")
+    if np.all(slope == 1) and np.all(icpt == 0):
+        return stored
+    if np.all(np.mod(slope, 1) == 0) and np.all(np.mod(icpt, 1) == 0):
+        bits = int(pd.to_numeric(t["bits_stored"], errors="coerce").max()) if "bits_stored" in t else stored.itemsize * 8
+        bits = min(bits, stored.itemsize * 8)
+        if stored.kind == "i":
+            lo, hi = -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
+        else:
+            lo, hi = 0, 2**bits - 1
+        ends = np.concatenate([slope * lo + icpt, slope * hi + icpt])
+        vmin, vmax = ends.min(), ends.max()
+        for cand in ("uint8", "int8", "uint16", "int16", "uint32", "int32", "int64"):
+            info = np.iinfo(cand)
+            if info.min <= vmin and vmax <= info.max:
+                return np.dtype(cand)
+    return np.dtype("float32") if stored.itemsize <= 2 else np.dtype("float64")
+
+
+def _frameref(row: pd.Series) -> FrameRef:
+    df = row.get("deflate_from")
+    return FrameRef(
+        url=str(row["path"]),
+        offset=int(row["pixel_offset"]),
+        length=int(row["pixel_length"]),
+        transfer_syntax=str(row["transfer_syntax_uid"]),
+        rows=int(row.get("stored_rows") if not _is_missing(row.get("stored_rows")) else row["rows"]),
+        columns=int(row.get("stored_columns") if not _is_missing(row.get("stored_columns")) else row["columns"]),
+        samples_per_pixel=int(row.get("samples_per_pixel") or 1),
+        bits_allocated=int(row["bits_allocated"]),
+        bits_stored=int(row.get("bits_stored") or row["bits_allocated"]),
+        pixel_representation=int(row.get("pixel_representation") or 0),
+        photometric_interpretation=str(row.get("photometric_interpretation") or "MONOCHROME2"),
+        planar_configuration=int(row.get("planar_configuration") or 0) if not _is_missing(row.get("planar_configuration")) else 0,
+        frame_index=int(row["frame"]),
+        bit_offset=int(row.get("bit_offset") or 0),
+        deflate_from=None if _is_missing(df) else int(df),
+        float_pixels=int(row.get("float_pixels") or 0),
+    )
+
+
+def _chunks_along(n: int, size: int) -> tuple[int, ...]:
+    size = max(1, min(size, n)) if n else 1
+    full, rest = divmod(n, size)
+    return (size,) * full + ((rest,) if rest else ())
+
+
+def plan_chunks(lead_shape: tuple[int, ...], lead_dims: tuple[str, ...], frame_bytes: int,
+                chunks: Any) -> tuple[tuple[int, ...], ...]:
+    """Chunk sizes for the leading (frame) dims; y/x/c are never split."""
+    if chunks == "auto" or chunks is None or chunks == {}:
+        per = max(1, AUTO_CHUNK_BYTES // max(frame_bytes, 1))
+        out = []
+        for n in reversed(lead_shape):  # fill the innermost frame dim first
+            take = min(n, per)
+            out.append(_chunks_along(n, take))
+            per = max(1, per // max(n, 1))
+        return tuple(reversed(out))
+    if isinstance(chunks, int):
+        chunks = {lead_dims[-1]: chunks}
+    if isinstance(chunks, dict):
+        out = []
+        for d, n in zip(lead_dims, lead_shape):
+            c = chunks.get(d, -1 if d != lead_dims[-1] else 1)
+            out.append(_chunks_along(n, n if c in (-1, None) else int(c)))
+        return tuple(out)
+    if isinstance(chunks, (tuple, list)):
+        return tuple(_chunks_along(n, n if c in (-1, None) else int(c)) for n, c in zip(lead_shape, chunks))
+    raise TypeError(f"chunks must be 'auto', an int, a dict or a tuple, not {chunks!r}")
+
+
+def build_dataarray(grid: Grid, *, raw: bool = False, chunks: Any = "auto", threads: int = 1,
+                    name: str | None = None):
+    """Make the lazy DataArray for a grid.
+
+    Parameters
+    ----------
+    grid : Grid
+    raw : bool
+        Keep stored values (no Modality LUT / rescale).
+    chunks : "auto", int, dict or tuple
+        Frames per chunk along the leading dims (y and x are whole).
+    threads : int
+        Decoder threads inside one task.
+
+    Returns
+    -------
+    xarray.DataArray
+    """
+    import dask.array as dska
+    import xarray as xr
+    from dask.base import tokenize
+
+    t = grid.table
+    first = t.iloc[0]
+    lead_shape = grid.index.shape
+    rows, cols = int(first["rows"]), int(first["columns"])
+    spp = int(first.get("samples_per_pixel") or 1)
+    frame_shape = (rows, cols) if spp == 1 else (rows, cols, spp)
+    stored = stored_dtype(first)
+    if spp > 1 and str(first.get("photometric_interpretation", "")).startswith("YBR"):
+        stored = np.dtype("uint8") if stored.itemsize == 1 else stored
+    slope, icpt = _rescale(t)
+    dtype = stored if raw else output_dtype(t, stored, slope, icpt)
+
+    refs = [_frameref(r) for _, r in t.iterrows()]
+    crops = None
+    if "tile_row0" in t.columns:
+        crops = [None if _is_missing(a) else (int(a), int(b)) for a, b in zip(t["tile_row0"], t["tile_col0"])]
+    frame_bytes = int(np.prod(frame_shape)) * dtype.itemsize
+    lead_chunks = plan_chunks(lead_shape, grid.lead_dims, frame_bytes, chunks)
+    token = tokenize(tuple(refs), crops, raw, str(dtype), lead_chunks, tuple(grid.index.ravel()))
+    aname = f"dicom-{token}"
+    dsk = {}
+    starts = [np.cumsum((0,) + c) for c in lead_chunks]
+    for block in np.ndindex(*[len(c) for c in lead_chunks]):
+        sl = tuple(slice(starts[d][b], starts[d][b + 1]) for d, b in enumerate(block))
+        idx = grid.index[sl]
+        flat = idx.ravel()
+        brefs = tuple(refs[i] if i >= 0 else None for i in flat)
+        spec = BlockSpec(
+            shape=idx.shape,
+            frame_shape=frame_shape,
+            dtype=dtype.str,
+            slopes=None if raw else tuple(float(slope[i]) if i >= 0 else 1.0 for i in flat),
+            intercepts=None if raw else tuple(float(icpt[i]) if i >= 0 else 0.0 for i in flat),
+            crops=None if crops is None else tuple(crops[i] if i >= 0 else None for i in flat),
+            fill=0,
+            threads=threads,
+        )
+        key = (aname,) + block + (0,) * len(frame_shape)
+        dsk[key] = (load_block, brefs, spec)
+    all_chunks = lead_chunks + tuple((n,) for n in frame_shape)
+    data = dska.Array(dsk, aname, chunks=all_chunks, dtype=dtype)
+
+    dims = grid.lead_dims + ("y", "x") + (("c",) if spp > 1 else ())
+    coords: dict[str, Any] = {}
+    if grid.coords:
+        for ax in ("x", "y", "z"):
+            coords[ax] = xr.Variable(
+                ax, grid.coords[ax],
+                attrs={"units": "mm", "direction": [float(v) for v in grid.coords[f"dir_{ax}"]],
+                       "long_name": f"{ax} position along its direction (LPS)"},
+            )
+    for d, vals in grid.lead_coords.items():
+        coords[d] = xr.Variable(d, vals, attrs={"units": "s"} if d == "t" else {})
+    if spp > 1:
+        coords["c"] = ("c", list("RGB") if spp == 3 else list(range(spp)))
+
+    attrs: dict[str, Any] = {}
+    for col in SHARED_ATTRS:
+        if col in t.columns:
+            same, val = _const(t[col])
+            if same and not _is_missing(val):
+                attrs[col] = val
+    _frame_coords(grid, t, coords, attrs)
+    if not raw:
+        units = _value_units(t, attrs)
+        if units:
+            attrs["units"] = units
+    if grid.tilt_deg > 0.05:
+        attrs["tilt_deg"] = round(grid.tilt_deg, 4)
+    encoding = {
+        "transfer_syntax_uid": str(first["transfer_syntax_uid"]),
+        "stored_dtype": stored.str,
+        "preferred_chunks": {d: c[0] for d, c in zip(grid.lead_dims, lead_chunks)},
+    }
+    same_s, s0 = _const(pd.Series(slope))
+    same_i, i0 = _const(pd.Series(icpt))
+    if same_s and same_i:
+        encoding["rescale_slope"] = float(s0)
+        encoding["rescale_intercept"] = float(i0)
+    da = xr.DataArray(data, dims=dims, coords=coords, attrs=attrs, name=name)
+    da.encoding.update(encoding)
+    return da
+
+
+def _value_units(t: pd.DataFrame, attrs: dict) -> str | None:
+    rt = attrs.get("rescale_type")
+    if isinstance(rt, str) and rt.strip():
+        return {"HU": "HU", "US": None, "MGML": "mg/ml"}.get(rt.strip().upper(), None)
+    if attrs.get("modality") == "CT":
+        return "HU"
+    return None
+
+
+def _frame_coords(grid: Grid, t: pd.DataFrame, coords: dict, attrs: dict) -> None:
+    """Per-frame attributes that vary -> non-dim coords on the frame dims."""
+    idx = grid.index
+    dims = grid.lead_dims
+    for col in FRAME_COORDS:
+        if col not in t.columns:
+            continue
+        same, val = _const(t[col])
+        if same:
+            continue
+        vals = t[col].to_numpy(dtype=object)
+        arr = np.empty(idx.shape, dtype=object)
+        arr[...] = None
+        ok = idx >= 0
+        arr[ok] = vals[idx[ok]]
+        # reduce to the dims it varies along
+        use_dims = dims
+        if len(dims) == 2:
+            for ax, name in ((0, dims[1]), (1, dims[0])):
+                if _constant_along(arr, ax):
+                    arr = arr[0] if ax == 0 else arr[:, 0]
+                    use_dims = (name,)
+                    break
+        arr = _tidy(arr)
+        coords[col] = xr_var(use_dims, arr)
+
+
+def _constant_along(arr: np.ndarray, axis: int) -> bool:
+    ref = np.take(arr, [0], axis=axis)
+    return bool(np.all(arr == ref))
+
+
+def _tidy(arr: np.ndarray) -> np.ndarray:
+    flat = [v for v in arr.ravel() if v is not None and not (isinstance(v, float) and math.isnan(v))]
+    if flat and all(isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool) for v in flat):
+        out = np.array([np.nan if _is_missing(v) else float(v) for v in arr.ravel()]).reshape(arr.shape)
+        if all(float(v).is_integer() for v in flat) and len(flat) == arr.size:
+            return out.astype(np.int64)
+        return out
+    return np.array(["" if _is_missing(v) else str(v) for v in arr.ravel()], dtype=object).reshape(arr.shape)
+
+
+def xr_var(dims, values):
+    import xarray as xr
+
+    return xr.Variable(dims, values)

@@ -1,0 +1,182 @@
+"""Turn what a user passes (folder, file, list, glob, DICOMDIR, fsspec URL)
+into a flat list of file locations, and open byte readers on them.
+"""
+
+from __future__ import annotations
+
+import glob as _glob
+import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any, Callable
+
+from ..errors import NotDicomError
+
+Source = str | os.PathLike | Sequence[str | os.PathLike]
+
+_SKIP_NAMES = {".DS_Store", "Thumbs.db", "desktop.ini"}
+
+
+def is_url(path: str) -> bool:
+    """True for ``proto://...`` locations other than ``file://``."""
+    return "://" in path and not path.startswith("file://")
+
+
+def _strip_file(path: str) -> str:
+    return path[len("file://") :] if path.startswith("file://") else path
+
+
+def expand(source: Source, *, recursive: bool = True, storage_options: dict | None = None) -> list[str]:
+    """List the files a source names.
+
+    Parameters
+    ----------
+    source : path, URL, glob or sequence of them
+        A folder (walked recursively), a file, a DICOMDIR (its referenced
+        files), a glob pattern, an fsspec URL (folder or file), or a list of any
+        of these.
+    recursive : bool
+        Walk sub-folders.
+    storage_options : dict, optional
+        Passed to fsspec for URLs.
+
+    Returns
+    -------
+    list of str
+        File paths / URLs in a stable (sorted) order, duplicates removed.
+    """
+    if isinstance(source, (str, os.PathLike)):
+        items: Iterable[Any] = [source]
+    else:
+        items = source
+    out: list[str] = []
+    for item in items:
+        s = _strip_file(os.fspath(item))
+        if is_url(s):
+            out.extend(_expand_url(s, recursive, storage_options or {}))
+        elif os.path.isdir(s):
+            dicomdir = os.path.join(s, "DICOMDIR")
+            if os.path.isfile(dicomdir) and not recursive:
+                out.extend(read_dicomdir(dicomdir))
+            else:
+                out.extend(_walk(s, recursive))
+        elif os.path.isfile(s):
+            if os.path.basename(s).upper() == "DICOMDIR":
+                out.extend(read_dicomdir(s))
+            else:
+                out.append(s)
+        elif any(ch in s for ch in "*?["):
+            out.extend(sorted(p for p in _glob.glob(s, recursive=True) if os.path.isfile(p)))
+        else:
+            raise FileNotFoundError(f"no such file, folder or pattern: {s!r}")
+    seen: set[str] = set()
+    unique = []
+    for p in out:
+        if p not in seen:
+            seen.add(p)
+            unique.append(p)
+    return unique
+
+
+def _walk(root: str, recursive: bool) -> list[str]:
+    files = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in sorted(filenames):
+            if name.startswith(".") or name in _SKIP_NAMES or name.upper() == "DICOMDIR":
+                continue
+            files.append(os.path.join(dirpath, name))
+        if not recursive:
+            break
+    return files
+
+
+def _expand_url(url: str, recursive: bool, storage_options: dict) -> list[str]:
+    import fsspec
+
+    fs, path = fsspec.core.url_to_fs(url, **storage_options)
+    protocol = fs.protocol[0] if isinstance(fs.protocol, (tuple, list)) else fs.protocol
+    if any(ch in path for ch in "*?["):
+        paths = fs.glob(path)
+    elif fs.isdir(path):
+        paths = fs.find(path, maxdepth=None if recursive else 1)
+    else:
+        paths = [path]
+    return [fs.unstrip_protocol(p) if protocol not in ("http", "https") else p for p in sorted(paths)]
+
+
+def read_dicomdir(path: str) -> list[str]:
+    """Files referenced by a DICOMDIR (existing ones only), in directory order."""
+    from pydicom import dcmread
+    from pydicom.errors import InvalidDicomError as PydicomInvalid
+
+    try:
+        ds = dcmread(path)
+    except (PydicomInvalid, OSError) as exc:
+        raise NotDicomError(f"{path}: not a readable DICOMDIR ({exc})") from exc
+    root = os.path.dirname(os.path.abspath(path))
+    out = []
+    for rec in ds.get("DirectoryRecordSequence") or []:
+        ref = rec.get("ReferencedFileID")
+        if ref is None:
+            continue
+        parts = [ref] if isinstance(ref, str) else list(ref)
+        full = os.path.join(root, *parts)
+        if os.path.isfile(full):
+            out.append(full)
+        else:  # case-insensitive media
+            for cand in (full.lower(), full.upper()):
+                if os.path.isfile(cand):
+                    out.append(cand)
+                    break
+    return out
+
+
+def local_reader(path: str) -> tuple[Callable[[int, int], bytes], int, float, Callable[[], None]]:
+    """Open a local file for header reads.
+
+    Returns
+    -------
+    read, size, mtime, close
+    """
+    fd = os.open(path, os.O_RDONLY)
+    st = os.fstat(fd)
+
+    def read(offset: int, n: int) -> bytes:
+        return os.pread(fd, n, offset)
+
+    return read, st.st_size, st.st_mtime, lambda: os.close(fd)
+
+
+def remote_reader(url: str, storage_options: dict | None = None):
+    """Like :func:`local_reader` for an fsspec URL (ranged reads)."""
+    import fsspec
+
+    fs, path = fsspec.core.url_to_fs(url, **(storage_options or {}))
+    info = fs.info(path)
+    size = info.get("size")
+    mtime = info.get("mtime") or info.get("LastModified") or info.get("last_modified") or 0.0
+    try:
+        mtime = float(mtime)
+    except (TypeError, ValueError):
+        mtime = 0.0
+
+    def read(offset: int, n: int) -> bytes:
+        end = offset + n if size is None else min(offset + n, size)
+        if end <= offset:
+            return b""
+        return fs.cat_file(path, start=offset, end=end)
+
+    return read, size, mtime, lambda: None
+
+
+def open_reader(location: str, storage_options: dict | None = None):
+    """Reader for a local path or URL: ``(read, size, mtime, close)``."""
+    if is_url(location):
+        return remote_reader(location, storage_options)
+    return local_reader(location)
+
+
+def as_local_path(location: str) -> Path | None:
+    """Path object for local locations, None for URLs."""
+    return None if is_url(location) else Path(location)
