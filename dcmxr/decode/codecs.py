@@ -2,7 +2,51 @@
 
 Codec choice per transfer syntax
 --------------------------------
-BENCHMARK_PLACEHOLDER
+Measured on this project's dev machine (2 cores), imagecodecs 2026.3.6,
+pylibjpeg 2.1 (+libjpeg 2.5, openjpeg 2.6, rle 2.2), decoded output MB/s over
+the same frames (/work/shared/data; numbers include dcmxr's post-processing,
+e.g. pydicom's YBR->RGB conversion), 1 thread / 2 threads:
+
+  syntax                      codec                  1 thread  2 threads
+  .4.50  JPEG baseline        imagecodecs.jpeg8        158       504   (43 WSI 500x500 RGB 4:2:0 tiles)
+                              pylibjpeg.libjpeg         97       174
+  .4.51  JPEG extended 12-bit imagecodecs.jpeg8       1683      1681   (1 small frame: noisy)
+                              pylibjpeg.libjpeg        456       375
+  .4.57/.70 JPEG lossless     imagecodecs.jpeg8        309       456   (libjpeg-turbo 3 lossless)
+                              imagecodecs.ljpeg        220       375
+                              imagecodecs.jpegsof3     149       271
+                              pylibjpeg.libjpeg         67        64
+  .4.80/.81 JPEG-LS           imagecodecs.jpegls        98       167
+                              pylibjpeg.libjpeg         25        24
+  .4.90  JPEG 2000 lossless   imagecodecs.jpeg2k        27        52
+                              pylibjpeg.openjpeg        27        27
+  .4.91  JPEG 2000            imagecodecs.jpeg2k       116       191
+                              pylibjpeg.openjpeg       113       107
+  .4.201 HTJ2K lossless       imagecodecs.htj2k        292       477
+                              imagecodecs.jpeg2k       117       209
+                              pylibjpeg.openjpeg       111       100
+  .4.203 HTJ2K                imagecodecs.htj2k        271       401
+                              imagecodecs.jpeg2k       142       247
+                              pylibjpeg.openjpeg       129       120
+  .5     RLE lossless         imagecodecs.dicomrle    2956      2776
+                              pylibjpeg.rle           2125      1349
+  .8.1   Deflated image frame zlib (stdlib; releases the GIL)
+
+Choice: the fastest (imagecodecs; it releases the GIL so 2 threads scale)
+for every syntax EXCEPT lossy JPEG (.50/.51), where pylibjpeg-libjpeg comes
+first because it is the decoder pydicom uses and the brief asks for pydicom's
+exact values: libjpeg-turbo (imagecodecs) differs from it by up to 7 grey
+levels on chroma-subsampled (4:2:0) colour tiles (different chroma
+up-sampling) and by 1 on 12-bit IDCT rounding. imagecodecs stays second and
+is used when pylibjpeg is missing or fails (e.g. JPEG-lossy.dcm, which
+pylibjpeg rejects). Users who prefer speed over pydicom parity (WSI) call
+``set_codec_order(JPEG_BASELINE, ["imagecodecs.jpeg8", "pylibjpeg.libjpeg"])``
+(about 3x faster with 2 threads). Lossy HTJ2K (.203) also departs from
+"fastest": OpenJPH (imagecodecs.htj2k) gave values up to 255 off OpenJPEG's
+(pydicom's) on 1331 pixels of HTJ2K_08_RGB.dcm (apparently no clipping of
+overshoots), so imagecodecs.jpeg2k (OpenJPEG, exact) comes first there; for
+lossless HTJ2K OpenJPH is exact and used. The lossless codecs were checked for
+exact equality with pydicom on every file in /work/shared/data/transfer_syntax.
 
 Every codec library is imported lazily; a missing one raises
 :class:`~dcmxr.errors.MissingDependencyError` naming the ``jpeg`` extra. The
@@ -36,7 +80,7 @@ from dcmxr.errors import (
     missing_dependency,
 )
 
-__all__ = ["decode_frame", "decode_frames", "available_codecs", "CODEC_ORDER"]
+__all__ = ["decode_frame", "decode_frames", "available_codecs", "set_codec_order", "CODEC_ORDER", "CODECS"]
 
 EXTRA = "jpeg"
 
@@ -170,16 +214,17 @@ CODECS: dict[str, tuple[CodecFn, str]] = {
 
 #: Preferred codecs per transfer syntax, fastest first (see the table above).
 CODEC_ORDER: dict[str, list[str]] = {
-    ts.JPEG_BASELINE: ["imagecodecs.jpeg8", "pylibjpeg.libjpeg"],
-    ts.JPEG_EXTENDED: ["imagecodecs.jpeg8", "pylibjpeg.libjpeg"],
-    ts.JPEG_LOSSLESS: ["imagecodecs.ljpeg", "imagecodecs.jpeg8", "pylibjpeg.libjpeg"],
-    ts.JPEG_LOSSLESS_SV1: ["imagecodecs.ljpeg", "imagecodecs.jpeg8", "pylibjpeg.libjpeg"],
+    ts.JPEG_BASELINE: ["pylibjpeg.libjpeg", "imagecodecs.jpeg8"],
+    ts.JPEG_EXTENDED: ["pylibjpeg.libjpeg", "imagecodecs.jpeg8"],
+    ts.JPEG_LOSSLESS: ["imagecodecs.jpeg8", "imagecodecs.ljpeg", "pylibjpeg.libjpeg"],
+    ts.JPEG_LOSSLESS_SV1: ["imagecodecs.jpeg8", "imagecodecs.ljpeg", "pylibjpeg.libjpeg"],
     ts.JPEG_LS_LOSSLESS: ["imagecodecs.jpegls", "pylibjpeg.libjpeg"],
     ts.JPEG_LS_NEAR_LOSSLESS: ["imagecodecs.jpegls", "pylibjpeg.libjpeg"],
     ts.JPEG_2000_LOSSLESS: ["imagecodecs.jpeg2k", "pylibjpeg.openjpeg"],
     ts.JPEG_2000: ["imagecodecs.jpeg2k", "pylibjpeg.openjpeg"],
-    ts.HTJ2K_LOSSLESS: ["imagecodecs.jpeg2k", "imagecodecs.htj2k", "pylibjpeg.openjpeg"],
-    ts.HTJ2K_LOSSLESS_RPCL: ["imagecodecs.jpeg2k", "imagecodecs.htj2k", "pylibjpeg.openjpeg"],
+    ts.HTJ2K_LOSSLESS: ["imagecodecs.htj2k", "imagecodecs.jpeg2k", "pylibjpeg.openjpeg"],
+    ts.HTJ2K_LOSSLESS_RPCL: ["imagecodecs.htj2k", "imagecodecs.jpeg2k", "pylibjpeg.openjpeg"],
+    # OpenJPH differs from OpenJPEG/pydicom on lossy HTJ2K (see above)
     ts.HTJ2K: ["imagecodecs.jpeg2k", "imagecodecs.htj2k", "pylibjpeg.openjpeg"],
     ts.RLE_LOSSLESS: ["imagecodecs.dicomrle", "pylibjpeg.rle"],
 }
@@ -208,6 +253,21 @@ def _is_available(name: str) -> bool:
 def available_codecs(transfer_syntax: str) -> list[str]:
     """Names of the installed codecs for a transfer syntax, preferred first."""
     return [n for n in CODEC_ORDER.get(transfer_syntax, []) if _is_available(n)]
+
+
+def set_codec_order(transfer_syntax: str, names: Sequence[str]) -> None:
+    """Set the codec preference for a transfer syntax (process-wide).
+
+    Parameters
+    ----------
+    transfer_syntax : str
+    names : sequence of str
+        Codec names from ``CODECS``, preferred first.
+    """
+    unknown = [n for n in names if n not in CODECS]
+    if unknown:
+        raise ValueError(f"unknown codec(s) {unknown}; choose from {sorted(CODECS)}")
+    CODEC_ORDER[transfer_syntax] = list(names)
 
 
 def _unsupported(transfer_syntax: str) -> UnsupportedTransferSyntaxError:
@@ -323,22 +383,27 @@ def decode_frame(ref: FrameRef, data, *, codec: str | None = None) -> np.ndarray
         except (zlib.error, InvalidDicomError, ValueError) as exc:
             raise DecodeError(f"cannot decode {where} with zlib (deflate): {exc}") from None
 
-    if codec is None:
+    if codec is not None:
+        names = [codec]
+    else:
         names = available_codecs(syntax)
         if not names:
             raise MissingDependencyError(
                 f"no codec for transfer syntax {syntax} is installed; install one with "
                 f"`pip install 'dcmxr[{EXTRA}]'`"
             )
-        codec = names[0]
-    fn = CODECS[codec][0]
-    try:
-        arr, mode, pi = fn(src, ref)
-        return _finish(arr, ref, mode, pi, src)
-    except (MissingDependencyError, UnsupportedTransferSyntaxError):
-        raise
-    except Exception as exc:  # codec libraries raise many types
-        raise DecodeError(f"cannot decode {where} with {codec}: {exc}") from exc
+    failures = []
+    for name in names:  # fall back to the next codec when one rejects the frame
+        try:
+            arr, mode, pi = CODECS[name][0](src, ref)
+            return _finish(arr, ref, mode, pi, src)
+        except (MissingDependencyError, UnsupportedTransferSyntaxError):
+            if codec is not None:
+                raise
+            failures.append(f"{name}: not usable")
+        except Exception as exc:  # codec libraries raise many types
+            failures.append(f"{name}: {exc}")
+    raise DecodeError(f"cannot decode {where} with {', '.join(names)}: " + "; ".join(failures))
 
 
 def _read_group(url: str, refs: list[FrameRef], storage_options: dict | None) -> list:
