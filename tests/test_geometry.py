@@ -21,7 +21,7 @@ AXIAL = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
 SAGITTAL = (0.0, 1.0, 0.0, 0.0, 0.0, -1.0)
 CORONAL = (1.0, 0.0, 0.0, 0.0, 0.0, -1.0)
 
-prop = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+prop = settings(max_examples=int(os.environ.get("DCMXR_HYPOTHESIS_EXAMPLES", "150")), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 def voxel_position(shape, spacing, iop, origin, tilt, k, j, i):
@@ -385,7 +385,7 @@ def _compare_with_highdicom(datasets):
     # in-plane columns agree exactly (same index meaning); slice axis may be flipped
     np.testing.assert_allclose(aff[:3, 0], hd_aff[:3, 2], atol=1e-6)
     np.testing.assert_allclose(aff[:3, 1], hd_aff[:3, 1], atol=1e-6)
-    np.testing.assert_allclose(np.abs(aff[:3, 2]), np.abs(hd_aff[:3, 0]), atol=1e-6)
+    np.testing.assert_allclose(np.abs(aff[:3, 2]), np.abs(hd_aff[:3, 0]), atol=1e-5)
 
 
 def test_affine_matches_highdicom_real_ct():

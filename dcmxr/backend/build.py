@@ -315,6 +315,8 @@ def _frame_coords(grid: Grid, t: pd.DataFrame, coords: dict, attrs: dict) -> Non
     for col in FRAME_COORDS:
         if col not in t.columns:
             continue
+        if t[col].isna().all():
+            continue
         same, val = _const(t[col])
         if same:
             continue

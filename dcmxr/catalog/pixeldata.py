@@ -115,7 +115,11 @@ def read_pixel_element_header(read: Reader, element_offset: int, transfer_syntax
             (length,) = struct.unpack(end + "H", head[6:8])
             value_offset = element_offset + 8
         else:
-            raise InvalidDicomError(f"pixel data element at byte {element_offset} has invalid VR {vr_bytes!r}")
+            # Some writers put an implicit VR pixel element in an explicit VR
+            # data set (pydicom reads these too): no VR, 4-byte length.
+            (length,) = struct.unpack(end + "I", head[4:8])
+            value_offset = element_offset + 8
+            vr_bytes = b""
         vr = vr_bytes.decode("ascii")
     return PixelElement(
         tag=(group, elem),

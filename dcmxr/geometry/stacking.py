@@ -174,6 +174,7 @@ def stack_direction(
     tilt_tol_deg: float = TILT_TOL_DEG,
     max_tilt_deg: float = MAX_TILT_DEG,
     collinearity_atol: float = COLLINEARITY_ATOL,
+    duplicate_position_atol: float = DUPLICATE_POSITION_ATOL,
 ) -> tuple[np.ndarray, float]:
     """Unit direction along which the slices are stacked, and the tilt.
 
@@ -196,6 +197,9 @@ def stack_direction(
         Larger tilts raise :class:`GeometryError`.
     collinearity_atol : float
         Largest distance (mm) of any position from the fitted line.
+    duplicate_position_atol : float
+        When all positions lie within this (mm) of each other there is no
+        measurable direction and the normal is returned.
 
     Returns
     -------
@@ -230,7 +234,7 @@ def stack_direction(
             f"axis is {residual:.4g} mm, exceeding collinearity_atol={collinearity_atol:g} mm "
             f"(pass a larger collinearity_atol to relax, or split the frames into stacks)"
         )
-    if float(np.ptp(along)) <= collinearity_atol:
+    if float(np.ptp(along)) <= duplicate_position_atol:
         # all positions (nearly) coincide: no measurable direction
         return nrm, 0.0
     tilt = float(np.degrees(np.arccos(np.clip(d @ nrm, -1.0, 1.0))))
