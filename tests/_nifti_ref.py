@@ -42,15 +42,6 @@ def to_reference_grid(da, ref_affine: np.ndarray, ref_shape3: tuple[int, int, in
             arr = np.flip(arr, axis=k)
     inv = np.argsort(perm)
     arr = np.transpose(arr, list(inv) + list(range(3, arr.ndim)))
-    # the affine of the permuted array
-    n = arr.shape
-    M = np.eye(4)
-    for k in range(3):
-        col = np.zeros(4)
-        col[perm[k]] = 1.0
-        if signs[k] < 0:
-            # index i in flipped array corresponds to ours n-1-i
-            pass
     # recompute: position of new voxel (a,b,c) via ours
     idx_new = np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0], [0, 0, 1]], dtype=float)
     def new_to_ours(v):
@@ -69,7 +60,12 @@ def to_reference_grid(da, ref_affine: np.ndarray, ref_shape3: tuple[int, int, in
     return arr, mapped
 
 
-def compare_with_nifti(da, nii_path, atol_mm: float = 1e-3) -> None:
+def compare_with_nifti(da, nii_path, atol_mm: float = 1e-3, rtol: float = 0.0, atol_range: float = 0.0) -> None:
+    """Assert ``da`` equals the dcm2niix NIfTI at ``nii_path`` in values and geometry.
+
+    ``rtol`` > 0 compares values with that relative tolerance (float data that
+    dcm2niix scaled in float64 while dcmxr computes float32).
+    """
     import nibabel as nib
 
     img = nib.load(str(nii_path))
@@ -87,6 +83,10 @@ def compare_with_nifti(da, nii_path, atol_mm: float = 1e-3) -> None:
         s = 1.0 if slope is None or np.isnan(slope) else slope
         i = 0.0 if inter is None or np.isnan(inter) else inter
         ref_vals = ref.astype(np.float64) * s + i
-        np.testing.assert_allclose(arr.astype(np.float64), ref_vals, rtol=1e-5, atol=abs(s) * 1e-3)
+        atol = max(abs(s) * 1e-4, atol_range * float(np.ptp(ref_vals)))
+        np.testing.assert_allclose(arr.astype(np.float64), ref_vals, rtol=max(rtol, 1e-6), atol=atol)
+    elif rtol:
+        atol = atol_range * float(np.ptp(ref))
+        np.testing.assert_allclose(arr.astype(np.float64), ref.astype(np.float64), rtol=rtol, atol=atol)
     else:
         np.testing.assert_array_equal(arr.astype(np.float64), ref.astype(np.float64))

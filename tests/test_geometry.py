@@ -117,7 +117,7 @@ def test_axis_codes_affine_and_tie():
     s = np.sqrt(0.5)
     tie = np.column_stack([[s, s, 0], [-s, s, 0], [0, 0, 1]])
     code = g.axis_codes(tie)
-    assert sorted(code) != [] and len(set(code)) == 3 and code[2] == "S"
+    assert len(set(code)) == 3 and code[2] == "S"
     with pytest.raises(ValueError):
         g.axis_codes(np.eye(3), "XYZ")
 

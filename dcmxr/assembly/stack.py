@@ -58,6 +58,10 @@ FRAME_COORDS = (
     "image_type",
     "rescale_slope",
     "rescale_intercept",
+    "philips_scale_slope",
+    "philips_scale_intercept",
+    "real_world_value_slope",
+    "real_world_value_intercept",
     "in_stack_position_number",
     "stack_id",
 )

@@ -52,6 +52,8 @@ SHARED_ATTRS = (
     "photometric_interpretation",
     "rescale_type",
     "gantry_detector_tilt",
+    "philips_scale_slope",
+    "philips_scale_intercept",
 )
 
 _UNIT_OF_ATTR = {

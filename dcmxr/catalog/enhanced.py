@@ -73,7 +73,8 @@ _GROUPS: dict[str, dict[str, str]] = {
 #: Keywords this module may add to frame rows (beyond fields.KEYWORDS).
 FRAME_KEYWORDS: tuple[str, ...] = tuple(
     sorted({out for group in _GROUPS.values() for out in group.values()}
-           | {"DiffusionGradientOrientation", "RealWorldValueUnits"})
+           | {"DiffusionGradientOrientation", "RealWorldValueUnits",
+              "philips_scale_slope", "philips_scale_intercept"})
 )
 
 
@@ -96,8 +97,30 @@ def _plain(value: Any) -> Any:
     return str(value)
 
 
+_PHILIPS_PRIVATE_FG = 0x2005140F
+_PHILIPS_SCALE = {0x2005100E: "philips_scale_slope", 0x2005100D: "philips_scale_intercept"}
+
+
+def _philips_private(item: Any, out: dict[str, Any]) -> None:
+    """Philips keeps its private scale slope/intercept in a per-frame private sequence."""
+    import struct
+
+    seq = item.get(_PHILIPS_PRIVATE_FG)
+    if seq is None or not seq.value:
+        return
+    sub = seq.value[0]
+    for tag, name in _PHILIPS_SCALE.items():
+        if tag in sub:
+            val = sub[tag].value
+            if isinstance(val, (bytes, bytearray)) and len(val) >= 4:
+                val = struct.unpack("<f", bytes(val[:4]))[0]
+            if isinstance(val, (int, float)):
+                out[name] = float(val)
+
+
 def _group_values(item: Any) -> dict[str, Any]:
     out: dict[str, Any] = {}
+    _philips_private(item, out)
     for group_kw, mapping in _GROUPS.items():
         seq = item.get(group_kw)
         if not seq:

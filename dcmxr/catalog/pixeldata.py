@@ -351,7 +351,7 @@ def _encapsulated_frames(
 
     # No usable offset table: walk the item headers.
     single = number_of_frames == 1 or transfer_syntax in (ts.RLE_LOSSLESS, ts.DEFLATED_IMAGE_FRAME)
-    items, end = _scan_items(read, first, transfer_syntax, file_size, 0 if single else 12)
+    items, end = _scan_items(read, first, transfer_syntax, file_size, 0 if single else 8)
     if not items:
         raise InvalidDicomError("encapsulated pixel data has no fragments")
     if number_of_frames == 1:
