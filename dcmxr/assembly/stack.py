@@ -39,6 +39,7 @@ _VOLUME_ORDER = (
 #: Per-frame columns offered as non-dim coordinates when they vary.
 FRAME_COORDS = (
     "sop_instance_uid",
+    "frame",
     "instance_number",
     "acquisition_number",
     "acquisition_time",

@@ -336,7 +336,11 @@ def _frame_coords(grid: Grid, t: pd.DataFrame, coords: dict, attrs: dict) -> Non
                     use_dims = (name,)
                     break
         arr = _tidy(arr)
-        coords[col] = xr_var(use_dims, arr)
+        coords[_COORD_NAMES.get(col, col)] = xr_var(use_dims, arr)
+
+
+#: table column -> coordinate name where they differ
+_COORD_NAMES = {"frame": "frame_index"}
 
 
 def _constant_along(arr: np.ndarray, axis: int) -> bool:

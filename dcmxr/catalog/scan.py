@@ -296,6 +296,10 @@ def _run(locations, strict, progress, processes, storage_options):
 def build_table(rows: list[dict], others: list[dict], skipped: list[dict]) -> pd.DataFrame:
     """Assemble the frame table from row dicts."""
     table = pd.DataFrame.from_records(rows) if rows else pd.DataFrame(columns=_BASE_COLUMNS)
+    for col in ("study_instance_uid", "series_instance_uid", "sop_instance_uid", "series_number",
+                "series_description", "modality", "rows", "columns"):
+        if col not in table.columns:
+            table[col] = None
     front = [c for c in _BASE_COLUMNS if c in table.columns]
     table = table[front + [c for c in table.columns if c not in front]]
     table.attrs["skipped"] = skipped

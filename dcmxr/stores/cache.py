@@ -423,27 +423,34 @@ def _ensure_variant(root, name: str, fp: dict, shape, dtype, chunks, numblocks, 
     from zarr.errors import ContainsArrayError, ContainsArrayAndGroupError, ContainsGroupError
 
     exists = (ContainsArrayError, ContainsGroupError, ContainsArrayAndGroupError)
-    try:
+
+    def child(parent, key, create):
+        # open first: create only when absent (zarr's create would silently
+        # replace unreadable metadata, hiding corruption)
         try:
-            grp = root.create_group(name, attributes={_ATTR: fp}, overwrite=False)
-        except exists:
-            grp = root[name]
+            return parent[key]
+        except KeyError:
+            pass
+        try:
+            return create()
+        except exists:  # another process created it between the two calls
+            return parent[key]
+
+    try:
+        grp = child(root, name, lambda: root.create_group(name, attributes={_ATTR: fp}, overwrite=False))
         got = grp.attrs.get(_ATTR)
         if got != fp:
             raise CacheError(f"cache {store}: variant {name} does not hold the fingerprint its name promises (corrupt)")
 
         def ensure(key, **kw):
-            try:
-                return grp.create_array(key, overwrite=False, **kw)
-            except exists:
-                arr = grp[key]
-                if tuple(arr.shape) != tuple(kw["shape"]) or np.dtype(arr.dtype) != np.dtype(kw["dtype"]) \
-                        or tuple(arr.chunks) != tuple(kw["chunks"]):
-                    raise CacheError(
-                        f"cache {store}: {name}/{key} has shape {arr.shape}, dtype {arr.dtype}, chunks "
-                        f"{arr.chunks}; expected {kw['shape']}, {kw['dtype']}, {kw['chunks']} (corrupt)"
-                    ) from None
-                return arr
+            arr = child(grp, key, lambda: grp.create_array(key, overwrite=False, **kw))
+            if tuple(arr.shape) != tuple(kw["shape"]) or np.dtype(arr.dtype) != np.dtype(kw["dtype"]) \
+                    or tuple(arr.chunks) != tuple(kw["chunks"]):
+                raise CacheError(
+                    f"cache {store}: {name}/{key} has shape {arr.shape}, dtype {arr.dtype}, chunks "
+                    f"{arr.chunks}; expected {tuple(kw['shape'])}, {kw['dtype']}, {tuple(kw['chunks'])} (corrupt)"
+                )
+            return arr
 
         ensure("data", shape=shape, dtype=dtype, chunks=chunks, fill_value=0)
         ensure("done", shape=numblocks, dtype="int64", chunks=(1,) * len(numblocks), fill_value=_MISSING)
@@ -456,7 +463,11 @@ def _ensure_variant(root, name: str, fp: dict, shape, dtype, chunks, numblocks, 
 
 
 def _drop_stale(root, name: str, fp: dict, store: str) -> None:
-    for key, grp in list(root.groups()):
+    try:
+        members = list(root.groups())
+    except Exception as exc:  # noqa: BLE001 - unreadable member metadata
+        raise CacheError(f"cache {store}: corrupt zarr store: {type(exc).__name__}: {exc}") from exc
+    for key, grp in members:
         if key == name:
             continue
         try:
@@ -482,34 +493,29 @@ def _drop_stale(root, name: str, fp: dict, store: str) -> None:
             warnings.warn(f"cache {store}: could not delete stale {key}: {exc}", CacheWarning, stacklevel=4)
 
 
+def _is_key(a: Any, graph: dict) -> bool:
+    try:
+        return a in graph
+    except TypeError:  # unhashable argument
+        return False
+
+
 def _original_tasks(arr) -> dict[tuple[int, ...], tuple[Callable, tuple]]:
     """Block index -> (func, args) of a graph whose chunk tasks have no dependencies."""
-    graph = dict(arr.__dask_graph__())
-    keys = set(graph)
-    out = {}
-    for key in np.array(arr.__dask_keys__(), dtype=object).reshape(-1) if arr.ndim else [arr.__dask_keys__()]:
-        key = tuple(key)
-        task = graph[key]
-        if not (isinstance(task, tuple) and task and callable(task[0])):
-            raise TypeError(
-                "cached() wraps arrays straight from dcmxr.open_series / build_dataarray "
-                f"(one self-contained task per chunk); chunk {key} is {type(task).__name__}"
-            )
-        for a in task[1:]:
-            try:
-                if a in keys:
-                    raise TypeError(f"cached(): chunk {key} depends on {a}; cache the array before transforming it")
-            except TypeError as exc:
-                if "cached()" in str(exc):
-                    raise
-        out[key[1:]] = (task[0], tuple(task[1:]))
-    return out
-
-
-def _flat_keys(arr):
     import dask.core
 
-    return list(dask.core.flatten(arr.__dask_keys__()))
+    graph = dict(arr.__dask_graph__())
+    out = {}
+    for key in dask.core.flatten(arr.__dask_keys__()):
+        task = graph[key]
+        if not (isinstance(task, tuple) and task and callable(task[0])) or any(_is_key(a, graph) for a in task[1:]):
+            raise TypeError(
+                "cached() wraps arrays straight from dcmxr.open_series / build_dataarray "
+                f"(one self-contained task per chunk); chunk {key} is not such a task; "
+                "cache the array before transforming it"
+            )
+        out[tuple(key[1:])] = (task[0], tuple(task[1:]))
+    return out
 
 
 # --------------------------------------------------------------------------- public
