@@ -229,6 +229,10 @@ class _Walker:
             try:
                 tag, vr, length, vstart = self._tag_len(pos, self.implicit, self.little)
             except _NeedMore:
+                if b.size is not None and pos != b.size:
+                    raise InvalidDicomError(
+                        f"file truncated: an element runs to byte {pos}, the file has {b.size}"
+                    ) from None
                 header.header_end = pos
                 return  # end of data set without pixel data
             if tag < last_tag and tag >> 16 != 0xFFFE:

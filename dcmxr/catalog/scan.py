@@ -130,6 +130,8 @@ def scan_file(location: str, storage_options: dict | None = None) -> tuple[list[
         }
         _flatten(values, base)
         if header.pixel_offset is None:
+            if values.get("Rows") and values.get("Columns") and values.get("BitsAllocated"):
+                raise InvalidDicomError("image header (Rows/Columns/BitsAllocated) but no Pixel Data element")
             base["number_of_frames"] = 0
             return [], base
         rows = values.get("Rows")
