@@ -253,7 +253,9 @@ def assemble(stack: pd.DataFrame, *, all_frames: pd.DataFrame | None = None) -> 
         reg = spacing_regularity(coords["z"])
         regular = reg.regular
         if not reg.regular:
-            what = (f"{len(reg.missing)} missing slice(s) at grid index {reg.missing.tolist()}"
+            miss = reg.missing.tolist()
+            shown = f"{miss[:8]}{' ...' if len(miss) > 8 else ''}"
+            what = (f"{len(miss)} missing slice(s) at grid index {shown}"
                     if reg.on_grid else f"uneven slice spacing (steps {np.round(reg.steps, 4).tolist()[:8]} mm)")
             warnings.warn(
                 f"{what}: z is a non-uniform coordinate and the grid has no single affine",

@@ -125,7 +125,8 @@ def study_groups(table: pd.DataFrame, *, raw: bool = False, chunks: Any = "auto"
                 for i, st in enumerate(stacks):
                     grid = assemble(st)
                     da = build_dataarray(grid, raw=raw, chunks=chunks, name="image")
-                    path = f"{parent}/{series}" if i == 0 else f"{parent}/{series}/stack_{i}"
+                    # extra stacks are siblings: DataTree children must align with their parent
+                    path = f"{parent}/{series}" if i == 0 else f"{parent}/{series}_stack{i}"
                     ds = da.to_dataset()
                     ds.attrs = dict(da.attrs)
                     groups[path] = ds
@@ -154,7 +155,8 @@ def open_study(source: Any, *, raw: bool = False, chunks: Any = "auto", strict: 
     -------
     xarray.DataTree
         One node per series holding an ``image`` variable (lazy); extra
-        stacks of a series (localizers, ...) are child nodes ``stack_N``.
+        stacks of a series (localizers, other orientations) are sibling nodes
+        ``<series>_stackN``.
     """
     import xarray as xr
 
