@@ -370,7 +370,7 @@ def test_graph_is_small_plain_and_picklable(key, cache, tmp_path):
         assert len(refs) == n_frames and all(isinstance(t[2], BlockSpec) for t in graph.values())
 
     blob = pickle.dumps(graph)
-    assert len(blob) / n_frames < 2048, f"{len(blob) / n_frames:.0f} bytes per frame"
+    assert len(blob) / n_frames < 1024, f"{len(blob) / n_frames:.0f} bytes per frame"
     for bad in (b"pydicom.dataset", b"FileDataset", b"BufferedReader", b"FileIO", b"TextIOWrapper"):
         assert bad not in blob
 

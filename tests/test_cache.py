@@ -403,3 +403,44 @@ def test_corrupt_variant_group_raises(tmp_path):
     (_variant_dir(cache) / "zarr.json").write_text("garbage")
     with pytest.raises(CacheError, match="corrupt"):
         _open(src, cache)
+
+
+# --------------------------------------------------------------------------- protocol units
+
+
+def _fp(files, series=("1.2.3",), sops=("1.2.3.1",), version="1.0"):
+    return {"format": 1, "dcmxr_version": version,
+            "source": {"series_instance_uids": list(series), "sop_instance_uids": list(sops),
+                       "files": [list(f) for f in files]},
+            "options": {}}
+
+
+def test_stale_rules():
+    from dcmxr.stores.cache import _stale_reason
+
+    base = _fp([("/a", 10, 1.0), ("/b", 10, 1.0)])
+    assert _stale_reason(base, base) is None
+    assert _stale_reason(base, _fp([("/a", 10, 1.0), ("/b", 10, 1.0)], series=("9.9",))) is None  # other series
+    assert _stale_reason(base, _fp([("/c", 10, 1.0)])) is None  # another stack: disjoint files
+    assert "mtime 1.0 -> 2.0" in _stale_reason(base, _fp([("/a", 10, 2.0), ("/b", 10, 1.0)]))
+    assert "size 10 -> 11" in _stale_reason(base, _fp([("/a", 11, 1.0), ("/b", 10, 1.0)]))
+    assert "1 file(s) added" in _stale_reason(base, _fp([("/a", 10, 1.0), ("/b", 10, 1.0), ("/c", 1, 1.0)]))
+    assert "1 file(s) removed" in _stale_reason(base, _fp([("/a", 10, 1.0)]))
+    assert "dcmxr 1.0" in _stale_reason(base, _fp([("/a", 10, 1.0), ("/b", 10, 1.0)], version="2.0"))
+
+
+def test_zarr_chunks_align_with_dask_blocks():
+    from dcmxr.stores.cache import _zarr_chunks
+
+    assert _zarr_chunks(((64, 64, 8), (512,), (512,))) == (64, 512, 512)
+    assert _zarr_chunks(((1, 1), (5, 5, 5, 5, 5, 5, 5), (64,))) == (1, 5, 64)
+    assert _zarr_chunks(((4, 6, 2),)) == (2,)  # irregular: every block boundary is a chunk boundary
+
+
+def test_cached_rejects_transformed_arrays(tmp_path):
+    from dcmxr.stores.cache import cached
+
+    src = copy_series(CT, tmp_path)
+    da = _open(src)
+    with pytest.raises(TypeError, match="before transforming"):
+        cached(da + 1, tmp_path / "c.zarr", grid=None)

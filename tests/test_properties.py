@@ -184,17 +184,19 @@ def test_random_geometry_matches_headers(shape, spacing, iop, origin):
         np.testing.assert_allclose(np.cross(g["dir_x"], g["dir_y"]), g["dir_z"], atol=ATOL_DIR)
         # voxel -> world -> voxel through the affine built from the coordinates
         aff = affine_from_coords(
-            g["x"], g["y"], g["z"], g["dir_x"], g["dir_y"], g["dir_z"], default_spacing={"z": spacing[0]}
+            g["x"], g["y"], g["z"], g["dir_x"], g["dir_y"], g["dir_z"],
+            default_spacing=dict(zip("zyx", spacing)),  # axes of length 1 have no step of their own
         )
         rng = np.random.default_rng(0)
         idx = rng.uniform(-1, 1, (20, 3)) * 0.5 + rng.integers(0, shape[::-1], (20, 3))
         world = (np.c_[idx, np.ones(len(idx))] @ aff.T)[:, :3]
         back = (np.c_[world, np.ones(len(world))] @ np.linalg.inv(aff).T)[:, :3]
         np.testing.assert_allclose(back, idx, atol=1e-8)
-        if shape[0] > 1:  # world_to_index needs a step on every axis (single slice: default spacing)
-            np.testing.assert_allclose(
-                world_to_index(world, g["x"], g["y"], g["z"], g["dir_x"], g["dir_y"], g["dir_z"]), idx, atol=1e-6
-            )
+        np.testing.assert_allclose(
+            world_to_index(world, g["x"], g["y"], g["z"], g["dir_x"], g["dir_y"], g["dir_z"],
+                           default_spacing=dict(zip("zyx", spacing))),
+            idx, atol=1e-6,
+        )
         # the world position of every voxel equals IPP + in-plane offsets of its written frame
         _check_world_positions(da, paths)
         # steps are the written spacings

@@ -8,6 +8,7 @@ attributes are split into scalar float columns so the table stays vectorisable
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 from pydicom.datadict import dictionary_VR, tag_for_keyword
 
@@ -122,6 +123,7 @@ VECTOR_COLUMNS = {
 }
 
 
+@lru_cache(maxsize=4096)
 def snake(keyword: str) -> str:
     """``SeriesInstanceUID`` -> ``series_instance_uid``."""
     s = re.sub(r"(?<=[a-z0-9])([A-Z])", r"_\1", keyword)

@@ -40,6 +40,13 @@ _ITEM_DELIM = 0xFFFEE00D
 _SEQ_DELIM = 0xFFFEE0DD
 _UNDEFINED = 0xFFFFFFFF
 
+_EXPL_LE = struct.Struct("<HH2sH")
+_EXPL_BE = struct.Struct(">HH2sH")
+_IMPL_LE = struct.Struct("<HHI")
+_IMPL_BE = struct.Struct(">HHI")
+_U32_LE = struct.Struct("<I")
+_U32_BE = struct.Struct(">I")
+
 _BIN_FORMATS = {"US": "H", "SS": "h", "UL": "I", "SL": "i", "FL": "f", "FD": "d", "UV": "Q", "SV": "q"}
 _TEXT_VRS = {"LO", "SH", "PN", "LT", "ST", "UT", "UC"}
 
@@ -163,6 +170,12 @@ _CHARSETS = {
 }
 
 
+_SPECIAL = (
+    set(WANTED) | set(PRIVATE_TAGS) | set(PIXEL_TAGS) | set(FUNCTIONAL_GROUPS)
+    | {EXTENDED_OFFSET_TABLE, EXTENDED_OFFSET_TABLE_LENGTHS}
+)
+
+
 class _Walker:
     def __init__(self, buf: _Buffer, little: bool, implicit: bool):
         self.buf = buf
@@ -170,30 +183,33 @@ class _Walker:
         self.implicit = implicit
         self.e = "<" if little else ">"
 
-    def _tag_len(self, pos: int, implicit: bool, little: bool) -> tuple[int, str | None, int, int]:
-        """Return (tag, vr, length, value_start) for the element at ``pos``."""
-        b = self.buf
-        b.ensure(pos + 8)
-        e = "<" if little else ">"
-        g, el = struct.unpack_from(e + "HH", b.data, pos)
-        tag = (g << 16) | el
-        if g == 0xFFFE:  # item / delimiters: always tag + 4-byte length
-            (length,) = struct.unpack_from(e + "I", b.data, pos + 4)
-            return tag, None, length, pos + 8
+    def _tag_len(self, pos: int, implicit: bool, little: bool) -> tuple[int, bytes | None, int, int]:
+        """Return (tag, vr bytes or None, length, value_start) for the element at ``pos``."""
+        buf = self.buf
+        data = buf.data
+        if pos + 12 > len(data):
+            try:
+                buf.ensure(pos + 12)
+            except _NeedMore:
+                buf.ensure(pos + 8)
+            data = buf.data
         if implicit:
-            (length,) = struct.unpack_from(e + "I", b.data, pos + 4)
-            return tag, None, length, pos + 8
-        vr = bytes(b.data[pos + 4 : pos + 6])
+            g, el, length = (_IMPL_LE if little else _IMPL_BE).unpack_from(data, pos)
+            return (g << 16) | el, None, length, pos + 8
+        g, el, vr, length = (_EXPL_LE if little else _EXPL_BE).unpack_from(data, pos)
+        if g == 0xFFFE:  # item / delimiters: always tag + 4-byte length
+            (length,) = (_U32_LE if little else _U32_BE).unpack_from(data, pos + 4)
+            return (g << 16) | el, None, length, pos + 8
         if vr in _LONG_VRS:
-            b.ensure(pos + 12)
-            (length,) = struct.unpack_from(e + "I", b.data, pos + 8)
-            return tag, vr.decode("ascii"), length, pos + 12
+            if pos + 12 > len(data):
+                raise _NeedMore(pos + 12)
+            (length,) = (_U32_LE if little else _U32_BE).unpack_from(data, pos + 8)
+            return (g << 16) | el, vr, length, pos + 12
         if not (65 <= vr[0] <= 90 and 65 <= vr[1] <= 90):
             # Not a valid VR: some writers switch to implicit VR illegally.
-            (length,) = struct.unpack_from(e + "I", b.data, pos + 4)
-            return tag, None, length, pos + 8
-        (length,) = struct.unpack_from(e + "H", b.data, pos + 6)
-        return tag, vr.decode("ascii"), length, pos + 8
+            (length,) = (_U32_LE if little else _U32_BE).unpack_from(data, pos + 4)
+            return (g << 16) | el, None, length, pos + 8
+        return (g << 16) | el, vr, length, pos + 8
 
     def skip_undefined(self, pos: int, implicit: bool, little: bool, end_tag: int) -> int:
         """Skip a run of items/elements up to and including ``end_tag``."""
@@ -215,8 +231,8 @@ class _Walker:
                 return vstart  # tolerate mismatched delimiters
             if length == _UNDEFINED:
                 # a nested SQ (or UN holding implicit-VR-LE items)
-                nested_implicit = implicit or vr == "UN"
-                nested_little = little if vr != "UN" else True
+                nested_implicit = implicit or vr == b"UN"
+                nested_little = little if vr != b"UN" else True
                 pos = self.skip_undefined(vstart, nested_implicit, nested_little, _SEQ_DELIM)
             else:
                 pos = vstart + length
@@ -225,9 +241,17 @@ class _Walker:
         b = self.buf
         charset = "latin-1"
         last_tag = -1
+        tag_len = self._tag_len
+        implicit, little = self.implicit, self.little
+        special = _SPECIAL
         while True:
             try:
-                tag, vr, length, vstart = self._tag_len(pos, self.implicit, self.little)
+                tag, vr, length, vstart = tag_len(pos, implicit, little)
+                # fast path: an element we neither want nor need to look into
+                if length != _UNDEFINED and tag not in special and tag > last_tag:
+                    last_tag = tag
+                    pos = vstart + length
+                    continue
             except _NeedMore:
                 if b.size is not None and pos != b.size:
                     raise InvalidDicomError(
@@ -249,8 +273,8 @@ class _Walker:
             if length == _UNDEFINED:
                 if tag in FUNCTIONAL_GROUPS:
                     header.enhanced = True
-                nested_implicit = self.implicit or vr == "UN"
-                nested_little = self.little if vr != "UN" else True
+                nested_implicit = self.implicit or vr == b"UN"
+                nested_little = self.little if vr != b"UN" else True
                 pos = self.skip_undefined(vstart, nested_implicit, nested_little, _SEQ_DELIM)
                 continue
             end = vstart + length
@@ -260,7 +284,7 @@ class _Walker:
             if want is not None:
                 b.ensure(end)
                 kw, dvr = want
-                use_vr = dvr if vr is None or vr == "UN" else vr
+                use_vr = dvr if vr is None or vr == b"UN" else vr.decode("ascii")
                 val = _decode_value(b.data[vstart:end], use_vr, self.little, charset)
                 if kw == "SpecificCharacterSet":
                     cs = val[-1] if isinstance(val, list) else val
@@ -269,7 +293,7 @@ class _Walker:
             elif tag in PRIVATE_TAGS:
                 b.ensure(end)
                 name, pvr = PRIVATE_TAGS[tag]
-                use_vr = vr if vr and vr not in ("UN", "OB", "OW") else pvr
+                use_vr = vr.decode("ascii") if vr and vr not in (b"UN", b"OB", b"OW") else pvr
                 header.values[name] = _decode_value(b.data[vstart:end], use_vr, self.little, "latin-1")
             elif tag == EXTENDED_OFFSET_TABLE:
                 b.ensure(end)

@@ -462,9 +462,16 @@ def _ensure_variant(root, name: str, fp: dict, shape, dtype, chunks, numblocks, 
         raise CacheError(f"cache {store}: corrupt variant {name}: {type(exc).__name__}: {exc}") from exc
 
 
+def _list_groups(root) -> list:
+    """Child groups of the root (stray non-zarr entries ignored quietly)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*not recognized as a component of a Zarr hierarchy")
+        return list(root.groups())
+
+
 def _drop_stale(root, name: str, fp: dict, store: str) -> None:
     try:
-        members = list(root.groups())
+        members = _list_groups(root)
     except Exception as exc:  # noqa: BLE001 - unreadable member metadata
         raise CacheError(f"cache {store}: corrupt zarr store: {type(exc).__name__}: {exc}") from exc
     for key, grp in members:
@@ -613,7 +620,7 @@ def cache_status(store, storage_options: dict | None = None) -> list[dict]:
         raise CacheError(f"cache {store}: does not exist")
     root = _open_root(store, storage_options)
     out = []
-    for key, grp in root.groups():
+    for key, grp in _list_groups(root):
         fp = grp.attrs.get(_ATTR, {})
         try:
             done = np.asarray(grp["done"][...])
