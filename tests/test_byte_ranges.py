@@ -37,6 +37,8 @@ from dcmxr.decode.plan import BlockSpec
 
 from _data import data_path
 
+pytestmark = pytest.mark.filterwarnings("ignore::dcmxr.errors.GeometryWarning")
+
 #: First header read of dcmxr.catalog.header.read_header (bytes from offset 0).
 HEADER_PREFETCH = 8192
 #: Largest read the catalog may make at a fragment item (8-byte header + codestream peek).

@@ -299,6 +299,19 @@ def test_torn_chunk_file_is_recomputed(tmp_path, counter):
     assert counter.n_ranges == 1
 
 
+def test_torn_marker_is_recomputed(tmp_path, counter):
+    src = copy_series(CT, tmp_path)
+    cache = tmp_path / "c.zarr"
+    ref = _open(src, cache).values
+    marker = _variant_dir(cache) / "done" / "c" / "1" / "0" / "0"
+    assert marker.is_file()
+    marker.write_bytes(b"\x00")
+    counter.reset()
+    with pytest.warns(CacheWarning, match=r"marker of block \(1, 0, 0\)"):
+        np.testing.assert_array_equal(_open(src, cache).values, ref)
+    assert counter.n_ranges == 1
+
+
 # --------------------------------------------------------------------------- concurrency
 
 

@@ -203,3 +203,16 @@ def test_corrupt_compressed_frame_names_file_and_frame(tmp_path):
     with pytest.raises(DecodeError) as err:
         da.compute()
     assert "bad.dcm" in str(err.value) and "frame 4" in str(err.value)
+
+
+def test_duplicated_position_is_reported_not_mixed(tmp_path):
+    """A re-acquired slice (same position twice) must not create a second volume."""
+    files = write_series(tmp_path, shape=(6, 4, 4), shuffle_names=False)
+    ds = pydicom.dcmread(files[2])
+    ds.SOPInstanceUID = pydicom.uid.generate_uid()
+    ds.InstanceNumber = 99
+    ds.save_as(tmp_path / "dup.dcm")
+    with pytest.warns(GeometryWarning, match="1 duplicate frame"):
+        da = dcmxr.open_series(tmp_path)
+    assert da.dims == ("z", "y", "x") and da.sizes["z"] == 6
+    assert 99 not in da.instance_number.values

@@ -224,8 +224,12 @@ def assemble(stack: pd.DataFrame, *, all_frames: pd.DataFrame | None = None) -> 
     # rank frames at the same position by acquisition order
     sorted_rows = order  # frame indices in position order
     pos_of = rep.index  # cluster of each sorted frame
-    k = int(counts.max())
+    # frames per position: the most common count is the number of volumes; positions with more
+    # frames keep the first k in acquisition order (the rest are reported), fewer -> missing frames
+    values, freq = np.unique(counts, return_counts=True)
+    k = int(values[np.argmax(freq)]) if not rep.uniform else int(counts[0])
     index = np.full((k, m), -1, dtype=np.int64)
+    dropped: list[int] = []
     for c in range(m):
         members = sorted_rows[pos_of == c]
         if len(members) > 1 and keys:
@@ -234,15 +238,24 @@ def assemble(stack: pd.DataFrame, *, all_frames: pd.DataFrame | None = None) -> 
                     if kk not in ("frame_acquisition_date_time", "acquisition_date_time")
                     else sub[kk].astype(str).to_numpy() for kk in reversed(keys)]
             members = members[np.lexsort(tuple(vals))]
-        index[: len(members), c] = members
+        index[: min(len(members), k), c] = members[:k]
+        dropped.extend(int(i) for i in members[k:])
     if not rep.uniform:
         missing = int((index < 0).sum())
+        parts = []
+        if dropped:
+            parts.append(f"{len(dropped)} duplicate frame(s) at already-filled positions were left out "
+                         f"(instance numbers {t['instance_number'].iloc[dropped].tolist()[:8] if 'instance_number' in t else dropped[:8]})")
+        if missing:
+            parts.append(f"{missing} frame(s) are missing and read as the fill value 0")
         warnings.warn(
-            f"positions hold different numbers of frames ({counts.min()}..{counts.max()}); "
-            f"{missing} grid positions are missing and read as the fill value",
+            f"positions hold different numbers of frames ({counts.min()}..{counts.max()}, "
+            f"{k} volume(s) assumed): " + "; ".join(parts),
             GeometryWarning,
             stacklevel=3,
         )
+        if dropped:
+            excluded.append(t.iloc[dropped].assign(reason="duplicate position"))
     first_pos = np.array([pos[index[:, c][index[:, c] >= 0][0]] for c in range(m)])
     ps = t[["pixel_spacing_0", "pixel_spacing_1"]].to_numpy(float)[0]
     rows, cols = int(t["rows"].iloc[0]), int(t["columns"].iloc[0])
@@ -262,15 +275,16 @@ def assemble(stack: pd.DataFrame, *, all_frames: pd.DataFrame | None = None) -> 
                 GeometryWarning,
                 stacklevel=3,
             )
+    dropped_rows = pd.concat(excluded, ignore_index=True) if excluded else None
     if k == 1:
         return Grid(table=t, index=index[0], lead_dims=("z",), coords=coords, regular=regular,
-                    tilt_deg=tilt)
+                    tilt_deg=tilt, excluded=dropped_rows)
     lead_coords = {}
     times = _volume_times(t, index)
     if times is not None:
         lead_coords["t"] = times
     return Grid(table=t, index=index, lead_dims=("t", "z"), coords=coords, lead_coords=lead_coords,
-                regular=regular, tilt_deg=tilt)
+                regular=regular, tilt_deg=tilt, excluded=dropped_rows)
 
 
 def choose_stack(stacks: list[pd.DataFrame], stack: int | None) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -79,8 +79,12 @@ def open_series(
     stacks = split_stacks(rows)
     chosen, excluded = choose_stack(stacks, stack)
     grid = assemble(chosen)
-    grid.excluded = excluded
-    da = build_dataarray(grid, raw=raw, chunks=chunks, threads=threads, name="image")
+    if grid.excluded is not None and len(excluded):
+        grid.excluded = pd.concat([excluded, grid.excluded], ignore_index=True)
+    elif len(excluded):
+        grid.excluded = excluded
+    da = build_dataarray(grid, raw=raw, chunks=chunks, threads=threads, name="image",
+                         storage_options=storage_options)
     if cache is not None:
         from ..stores.cache import cached
 

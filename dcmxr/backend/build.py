@@ -196,7 +196,7 @@ def plan_chunks(lead_shape: tuple[int, ...], lead_dims: tuple[str, ...], frame_b
 
 
 def build_dataarray(grid: Grid, *, raw: bool = False, chunks: Any = "auto", threads: int = 1,
-                    name: str | None = None):
+                    name: str | None = None, storage_options: dict | None = None):
     """Make the lazy DataArray for a grid.
 
     Parameters
@@ -253,6 +253,7 @@ def build_dataarray(grid: Grid, *, raw: bool = False, chunks: Any = "auto", thre
             crops=None if crops is None else tuple(crops[i] if i >= 0 else None for i in flat),
             fill=0,
             threads=threads,
+            storage_options=storage_options or None,
         )
         key = (aname,) + block + (0,) * len(frame_shape)
         dsk[key] = (load_block, brefs, spec)

@@ -35,6 +35,8 @@ class BlockSpec:
         Value of missing frames.
     threads : int
         Threads for decoding compressed frames.
+    storage_options : dict or None
+        fsspec options for remote URLs.
     """
 
     shape: tuple[int, ...]
@@ -45,6 +47,7 @@ class BlockSpec:
     crops: tuple[tuple[int, int] | None, ...] | None = None
     fill: float = 0
     threads: int = 1
+    storage_options: dict | None = None
 
 
 def load_block(refs: tuple[FrameRef | None, ...], spec: BlockSpec) -> np.ndarray:
@@ -69,7 +72,8 @@ def load_block(refs: tuple[FrameRef | None, ...], spec: BlockSpec) -> np.ndarray
     for r in refs:
         if r is not None and r not in unique:
             unique[r] = len(unique)
-    decoded = decode_frames(list(unique), threads=spec.threads) if unique else []
+    decoded = (decode_frames(list(unique), threads=spec.threads, storage_options=spec.storage_options)
+               if unique else [])
     h, w = spec.frame_shape[:2]
     for i, r in enumerate(refs):
         if r is None:

@@ -192,9 +192,16 @@ def cached_block(spec: CacheSpec, block: tuple[int, ...], region: tuple[tuple[in
     sel = tuple(slice(a, b) for a, b in region)
     try:
         data, done = _arrays(spec)
-        mark = int(done[block])
     except Exception as exc:  # noqa: BLE001 - any store failure is reported the same way
         raise CacheError(f"cache {spec.store}: cannot open variant {spec.variant}: {exc}") from exc
+    try:
+        mark = int(done[block])
+    except Exception as exc:  # noqa: BLE001 - a torn marker object counts as no marker
+        warnings.warn(
+            f"cache {spec.store}: the completion marker of block {block} of {spec.variant} cannot be read "
+            f"({type(exc).__name__}: {exc}); recomputing the block", CacheWarning, stacklevel=2,
+        )
+        mark = _MISSING
     if mark != _MISSING:
         try:
             arr = np.asarray(data[sel])
