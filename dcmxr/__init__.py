@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version as _version
 
-from . import errors
+from . import accessors, errors  # noqa: F401  (registers .dcm)
 from .assembly.series import list_series
 from .backend.api import open_series, open_study
 from .catalog.scan import scan

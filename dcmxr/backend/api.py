@@ -13,6 +13,7 @@ from ..assembly.stack import assemble, choose_stack, split_stacks
 from ..catalog.scan import scan
 from ..errors import DcmxrError
 from .build import build_dataarray
+from .registry import remember
 
 
 def _as_table(source: Any, storage_options: dict | None, strict: bool) -> pd.DataFrame:
@@ -76,6 +77,7 @@ def open_series(
     """
     table = _as_table(source, storage_options, strict)
     rows = select_series(table, series)
+    remember(rows)
     stacks = split_stacks(rows)
     chosen, excluded = choose_stack(stacks, stack)
     grid = assemble(chosen)
@@ -165,4 +167,5 @@ def open_study(source: Any, *, raw: bool = False, chunks: Any = "auto", strict: 
     import xarray as xr
 
     table = _as_table(source, storage_options, strict)
+    remember(table)
     return xr.DataTree.from_dict(study_groups(table, raw=raw, chunks=chunks))

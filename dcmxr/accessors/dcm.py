@@ -1,0 +1,158 @@
+"""The ``.dcm`` accessor on DataArray and Dataset: thin and stateless.
+
+Every property is computed from the object's coordinates on each call (like
+cf-xarray and pint-xarray, the accessor keeps only ``self._obj``); every verb
+delegates to a function in a lower module.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+from ..errors import GeometryError
+from ..geometry import affine as _affine
+from ..geometry.orientation import axis_codes, direction_matrix
+from ..geometry.tolerances import SPACING_ATOL, SPACING_RTOL
+from .spatial import spatial
+
+
+class DcmAccessor:
+    """Geometry, transforms and exports for arrays opened by dcmxr (``obj.dcm``)."""
+
+    def __init__(self, obj: xr.DataArray | xr.Dataset):
+        self._obj = obj
+
+    # ------------------------------------------------------------------ geometry
+    @property
+    def affine(self) -> np.ndarray:
+        """4x4 LPS affine mapping ``[i_x, i_y, i_z, 1]`` to mm.
+
+        Raises
+        ------
+        GeometryError
+            When an axis is not regularly spaced (the message names it).
+        """
+        s = spatial(self._obj)
+        return _affine.affine_from_coords(*s.as_args(), default_spacing=s.default_spacing)
+
+    @property
+    def affine_ras(self) -> np.ndarray:
+        """The affine in RAS (NIfTI convention)."""
+        return _affine.lps_to_ras(self.affine)
+
+    @property
+    def spacing(self) -> dict[str, float]:
+        """Voxel spacing in mm per axis (``{"x": .., "y": .., "z": ..}``)."""
+        s = spatial(self._obj)
+        return {ax: abs(_affine.axis_step(v, ax, default_spacing=s.default_spacing[ax]))
+                for ax, v in zip("xyz", s.values)}
+
+    @property
+    def origin(self) -> np.ndarray:
+        """LPS position (mm) of the voxel at index (0, 0, 0)."""
+        s = spatial(self._obj)
+        return sum(v[0] * d for v, d in zip(s.values, s.directions))
+
+    @property
+    def direction(self) -> np.ndarray:
+        """3x3 matrix whose columns are the x, y, z directions (LPS)."""
+        return direction_matrix(*spatial(self._obj).directions)
+
+    @property
+    def orientation(self) -> str:
+        """Axis codes of the x, y, z index axes, e.g. ``"LPS"`` or ``"RAI"``."""
+        s = spatial(self._obj)
+        signed = [d * (np.sign(v[-1] - v[0]) if len(v) > 1 and v[-1] != v[0] else 1.0)
+                  for v, d in zip(s.values, s.directions)]
+        return axis_codes(direction_matrix(*signed))
+
+    @property
+    def is_regular(self) -> bool:
+        """True when every axis is evenly spaced (an affine exists)."""
+        try:
+            self.affine
+        except GeometryError:
+            return False
+        return True
+
+    @property
+    def bounds(self) -> np.ndarray:
+        """World box ``[[min_L, min_P, min_S], [max_L, max_P, max_S]]`` of voxel centres."""
+        s = spatial(self._obj)
+        corners = np.array([[i, j, k] for i in (0, s.shape[0] - 1) for j in (0, s.shape[1] - 1)
+                            for k in (0, s.shape[2] - 1)], dtype=float)
+        pts = _affine.index_to_world(corners, *s.as_args(), default_spacing=s.default_spacing)
+        return np.stack([pts.min(axis=0), pts.max(axis=0)])
+
+    def world_coords(self) -> xr.DataArray:
+        """Lazy LPS positions of every voxel.
+
+        Returns
+        -------
+        xarray.DataArray
+            Dask-backed, dims = the object's spatial dims (in its order) plus a trailing
+            ``world`` dim labelled ``L``, ``P``, ``S``; values in mm.
+        """
+        import dask.array as dska
+
+        s = spatial(self._obj)
+        obj = self._obj
+        out = None
+        for ax, d in zip("xyz", s.directions):
+            c = obj[ax]
+            lazy = xr.DataArray(dska.from_array(np.asarray(c.values)), dims=c.dims, coords=c.coords)
+            term = lazy * xr.DataArray(d, dims="world", coords={"world": ["L", "P", "S"]})
+            out = term if out is None else out + term
+        spatial_dims = [d for d in obj.dims if d in ("z", "y", "x")]
+        out = out.transpose(*spatial_dims, "world")
+        out.attrs = {"units": "mm", "long_name": "voxel centre position (DICOM LPS)"}
+        return out.rename("world_position")
+
+    def index_to_world(self, indices: Any) -> np.ndarray:
+        """LPS mm of fractional ``(i_x, i_y, i_z)`` indices (works on irregular grids too)."""
+        s = spatial(self._obj)
+        return _affine.index_to_world(indices, *s.as_args(), default_spacing=s.default_spacing)
+
+    def world_to_index(self, points: Any) -> np.ndarray:
+        """Fractional ``(i_x, i_y, i_z)`` of LPS points in mm."""
+        s = spatial(self._obj)
+        return _affine.world_to_index(points, *s.as_args(), default_spacing=s.default_spacing)
+
+    @property
+    def frame_of_reference_uid(self) -> str | None:
+        """FrameOfReferenceUID shared by the array (None when unknown)."""
+        return self._obj.attrs.get("frame_of_reference_uid")
+
+    @property
+    def headers(self):
+        """The per-frame header table (``dcmxr.scan`` rows) of the frames in this array.
+
+        Raises
+        ------
+        LookupError
+            When the table is not available in this process (e.g. on a worker).
+        """
+        from ..backend.registry import lookup
+
+        uid = self._obj.attrs.get("series_instance_uid")
+        table = lookup(uid) if uid else None
+        if table is None:
+            raise LookupError(
+                "the header table of this array is not known in this process; "
+                "re-open it with dcmxr.open_series or use dcmxr.scan"
+            )
+        obj = self._obj
+        if "sop_instance_uid" in obj.coords:
+            uids = set(np.ravel(obj.coords["sop_instance_uid"].values).tolist())
+            table = table[table["sop_instance_uid"].isin(uids)]
+        if "frame_index" in obj.coords:
+            frames = set(int(v) for v in np.ravel(obj.coords["frame_index"].values))
+            table = table[table["frame"].isin(frames)]
+        return table
+
+
+xr.register_dataarray_accessor("dcm")(DcmAccessor)
+xr.register_dataset_accessor("dcm")(DcmAccessor)
