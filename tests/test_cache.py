@@ -156,6 +156,16 @@ def test_raw_and_rescaled_variants_coexist(tmp_path, counter):
     assert counter.calls == []
 
 
+def test_execution_settings_share_one_variant(tmp_path, counter):
+    """threads= (and storage_options) decide how blocks are computed, not their values: same cache."""
+    src = copy_series(CT, tmp_path)
+    cache = tmp_path / "c.zarr"
+    ref = _open(src, cache).values
+    counter.reset()
+    np.testing.assert_array_equal(_open(src, cache, threads=3).values, ref)
+    assert counter.calls == [] and len(cache_status(cache)) == 1
+
+
 def test_fingerprint_in_group_attrs(tmp_path):
     src = copy_series(CT, tmp_path)
     cache = tmp_path / "c.zarr"

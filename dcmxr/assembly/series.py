@@ -86,7 +86,11 @@ def select_series(table: pd.DataFrame, series: str | int | None = None) -> pd.Da
     """
     listing = list_series(table)
     if listing.empty:
-        raise SelectionError("no image series found in the source")
+        skipped = table.attrs.get("skipped") or []
+        why = ""
+        if skipped:
+            why = f"; {len(skipped)} file(s) were skipped, e.g. {skipped[0]['path']} ({skipped[0]['reason']})"
+        raise SelectionError(f"no image series found in the source{why}")
     how = ("pick one with series=<SeriesInstanceUID>, series=<SeriesNumber as int>, "
            "series=<SeriesDescription>, or series=<index in the list>")
     if series is None:

@@ -204,7 +204,7 @@ def assemble(stack: pd.DataFrame, *, all_frames: pd.DataFrame | None = None) -> 
     if not _has_geometry(t).all():
         warnings.warn(
             "frames carry no ImagePositionPatient/ImageOrientationPatient/PixelSpacing: "
-            "dims are ('frame', 'y', 'x') with pixel-index coordinates",
+            "dims are ('frame', 'y', 'x') without spatial coordinates (no geometry in mm)",
             GeometryWarning,
             stacklevel=3,
         )

@@ -134,6 +134,16 @@ def output_dtype(t: pd.DataFrame, stored: np.dtype, slope: np.ndarray, icpt: np.
             lo, hi = -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
         else:
             lo, hi = 0, 2**bits - 1
+        # SmallestImagePixelValue/LargestImagePixelValue, when every frame declares them, narrow the
+        # stored range (a 16-bit CT with intercept -1024 then fits int16 HU)
+        for col, better in (("smallest_image_pixel_value", max), ("largest_image_pixel_value", min)):
+            if col in t and t[col].notna().all():
+                v = pd.to_numeric(t[col], errors="coerce")
+                if v.notna().all():
+                    if better is max:
+                        lo = max(lo, int(v.min()))
+                    else:
+                        hi = min(hi, int(v.max()))
         ends = np.concatenate([slope * lo + icpt, slope * hi + icpt])
         vmin, vmax = ends.min(), ends.max()
         for cand in ("uint8", "int8", "uint16", "int16", "uint32", "int32", "int64"):
@@ -185,9 +195,13 @@ def plan_chunks(lead_shape: tuple[int, ...], lead_dims: tuple[str, ...], frame_b
     if isinstance(chunks, int):
         chunks = {lead_dims[-1]: chunks}
     if isinstance(chunks, dict):
+        auto = plan_chunks(lead_shape, lead_dims, frame_bytes, "auto")
         out = []
-        for d, n in zip(lead_dims, lead_shape):
-            c = chunks.get(d, -1 if d != lead_dims[-1] else 1)
+        for d, n, a in zip(lead_dims, lead_shape, auto):
+            if d not in chunks:
+                out.append(a)
+                continue
+            c = chunks[d]
             out.append(_chunks_along(n, n if c in (-1, None) else int(c)))
         return tuple(out)
     if isinstance(chunks, (tuple, list)):

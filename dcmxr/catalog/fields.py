@@ -55,6 +55,8 @@ KEYWORDS: tuple[str, ...] = (
     "PhotometricInterpretation",
     "PlanarConfiguration",
     "NumberOfFrames",
+    "SmallestImagePixelValue",
+    "LargestImagePixelValue",
     "ImagePositionPatient",
     "ImageOrientationPatient",
     "PixelSpacing",
@@ -90,6 +92,21 @@ KEYWORDS: tuple[str, ...] = (
     "DoseUnits",
     "GridFrameOffsetVector",
     "Units",
+    # BIDS sidecar (dcmxr.export.bids): acquisition fields dcm2niix writes
+    "InPlanePhaseEncodingDirection",
+    "MRAcquisitionType",
+    "ImagingFrequency",
+    "SoftwareVersions",
+    "PatientPosition",
+    "InstitutionName",
+    "StationName",
+    "DeviceSerialNumber",
+    "SequenceVariant",
+    "ScanOptions",
+    "PixelBandwidth",
+    "EchoTrainLength",
+    "PercentPhaseFieldOfView",
+    "PercentSampling",
 )
 
 #: Sequences whose presence marks an enhanced multi-frame object.
@@ -108,6 +125,9 @@ PRIVATE_TAGS: dict[int, tuple[str, str]] = {
     0x2005100E: ("philips_scale_slope", "FL"),
     0x2005100D: ("philips_scale_intercept", "FL"),
 }
+
+#: DICOMDIR's Directory Record Sequence: marks a media directory, not an image.
+DIRECTORY_RECORDS = 0x00041220
 
 #: Pixel data tags and the extended offset table.
 PIXEL_TAGS = {0x7FE00010: 0, 0x7FE00008: 32, 0x7FE00009: 64}

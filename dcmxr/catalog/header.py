@@ -21,6 +21,7 @@ from typing import Any, Callable
 
 from ..errors import InvalidDicomError, NotDicomError
 from .fields import (
+    DIRECTORY_RECORDS,
     EXTENDED_OFFSET_TABLE,
     EXTENDED_OFFSET_TABLE_LENGTHS,
     FUNCTIONAL_GROUPS,
@@ -91,6 +92,7 @@ class Header:
     header_end: int = 0
     has_meta: bool = True
     inflated: bytes | None = None
+    dicomdir: bool = False
 
 
 class _Buffer:
@@ -172,7 +174,7 @@ _CHARSETS = {
 
 _SPECIAL = (
     set(WANTED) | set(PRIVATE_TAGS) | set(PIXEL_TAGS) | set(FUNCTIONAL_GROUPS)
-    | {EXTENDED_OFFSET_TABLE, EXTENDED_OFFSET_TABLE_LENGTHS}
+    | {EXTENDED_OFFSET_TABLE, EXTENDED_OFFSET_TABLE_LENGTHS, DIRECTORY_RECORDS}
 )
 
 
@@ -270,6 +272,8 @@ class _Walker:
                 header.pixel_kind = PIXEL_TAGS[tag]
                 header.header_end = pos
                 return
+            if tag == DIRECTORY_RECORDS:
+                header.dicomdir = True
             if length == _UNDEFINED:
                 if tag in FUNCTIONAL_GROUPS:
                     header.enhanced = True

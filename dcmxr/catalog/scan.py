@@ -117,6 +117,9 @@ def scan_file(location: str, storage_options: dict | None = None) -> tuple[list[
     try:
         header = read_header(read, size)
         values = header.values
+        if header.dicomdir:
+            return [], {"path": location, "modality": "DICOMDIR", "number_of_frames": 0,
+                        "file_size": size, "mtime": mtime}
         if "SOPInstanceUID" not in values and "SeriesInstanceUID" not in values:
             raise NotDicomError("no SOP/Series Instance UID: not a DICOM composite object")
         base: dict[str, Any] = {
@@ -243,7 +246,7 @@ def scan(
 
 
 def _run(locations, strict, progress, processes, storage_options):
-    from tqdm.auto import tqdm
+    tqdm = _tqdm_class()
 
     show = progress is not False
     n = len(locations)
@@ -293,6 +296,17 @@ def _run(locations, strict, progress, processes, storage_options):
             stacklevel=3,
         )
     return rows, others, skipped
+
+
+def _tqdm_class():
+    """tqdm's notebook bar when ipywidgets can draw it, else the plain one (no TqdmWarning)."""
+    try:
+        import ipywidgets  # noqa: F401
+
+        from tqdm.auto import tqdm
+    except ImportError:
+        from tqdm.std import tqdm
+    return tqdm
 
 
 def build_table(rows: list[dict], others: list[dict], skipped: list[dict]) -> pd.DataFrame:

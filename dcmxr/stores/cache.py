@@ -269,12 +269,21 @@ def _uids(table, col: str) -> list[str]:
     return sorted({str(v) for v in table[col].dropna()})
 
 
+#: Task-argument fields that change how a block is computed, never its values.
+_EXECUTION_ONLY = {"threads": 1, "storage_options": None}
+
+
 def _normalized(obj: Any) -> str:
-    """repr of a task argument with execution-only settings (threads) removed."""
+    """repr of a task argument with execution-only settings (threads, storage_options) reset.
+
+    ``storage_options`` may hold credentials or objects without a stable repr;
+    they decide how bytes are fetched, not which bytes or what they decode to.
+    """
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
         names = {f.name for f in dataclasses.fields(obj)}
-        if "threads" in names:
-            obj = dataclasses.replace(obj, threads=1)
+        reset = {k: v for k, v in _EXECUTION_ONLY.items() if k in names}
+        if reset:
+            obj = dataclasses.replace(obj, **reset)
     return repr(obj)
 
 
