@@ -249,7 +249,7 @@ def test_values_rescaled_and_raw(tmp_path, ts, dtype, slope, intercept, modality
     da = _open(tmp_path)
     want = stored.astype(np.float64) * slope + intercept
     got = da.values
-    if slope == 1 and intercept == int(intercept) or slope == int(slope) and intercept == int(intercept):
+    if float(slope).is_integer() and float(intercept).is_integer():
         assert got.dtype.kind in "iu", f"integer rescale should stay integer, got {got.dtype}"
         np.testing.assert_array_equal(got, want.astype(got.dtype))
         assert np.array_equal(got.astype(np.float64), want)  # held exactly
@@ -459,3 +459,29 @@ def test_enhanced_per_frame_rescale(tmp_path):
     want = stored * slope[:, :, None, None] + icpt[:, :, None, None]
     np.testing.assert_allclose(da.values, want, rtol=1e-6)
     np.testing.assert_array_equal(_open(path, raw=True).values, expected_stored(shape, n_t))
+
+
+@pytest.mark.parametrize(
+    "ts",
+    [
+        pytest.param("1.2.840.10008.1.2", id="implicit_le"),
+        pytest.param("1.2.840.10008.1.2.2", id="explicit_be"),
+        pytest.param("1.2.840.10008.1.2.5", id="rle"),
+        pytest.param("1.2.840.10008.1.2.4.80", id="jpeg_ls_lossless"),
+    ],
+)
+def test_enhanced_encapsulated_and_missing_slices(tmp_path, ts):
+    """Multi-frame objects in other syntaxes (one fragment per frame), frames shuffled, a slice missing."""
+    _encodable(ts)
+    shape, n_t, miss = (6, 5, 4), 2, [2]
+    path = write_enhanced(tmp_path / "mf.dcm", shape=shape, n_timepoints=n_t, iop=OBLIQUE, tilt_deg=8.0,
+                          missing_slices=miss, shuffle_frames=True, transfer_syntax=ts)
+    with pytest.warns(GeometryWarning, match=r"missing slice\(s\) at grid index \[2\]"):
+        da = dcmxr.open_series(path)
+    assert da.dims == ("t", "z", "y", "x")
+    _assert_matches_expected(
+        da, expected_geometry(shape, (2.5, 0.75, 0.5), OBLIQUE, (-30.0, -40.0, 10.0), 8.0, missing_slices=miss)
+    )
+    np.testing.assert_array_equal(
+        da.values, expected_stored(shape, n_t, missing_slices=miss).astype(np.int64) - 1024
+    )

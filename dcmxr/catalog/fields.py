@@ -156,7 +156,10 @@ def _build() -> dict[int, tuple[str, str]]:
     for kw in KEYWORDS:
         tag = tag_for_keyword(kw)
         assert tag is not None, kw
-        table[tag] = (kw, dictionary_VR(tag))
+        vr = dictionary_VR(tag)
+        # ambiguous VRs ("US or SS", "OB or OW"): take the first; signedness is fixed up from
+        # PixelRepresentation where it matters (scan._flatten)
+        table[tag] = (kw, vr.split(" or ")[0])
     return table
 
 

@@ -42,8 +42,14 @@ _BASE_COLUMNS = [
 ]
 
 
+_US_OR_SS = ("SmallestImagePixelValue", "LargestImagePixelValue")
+
+
 def _flatten(values: dict[str, Any], row: dict[str, Any]) -> None:
+    signed = values.get("PixelRepresentation") == 1
     for kw, val in values.items():
+        if kw in _US_OR_SS and signed and isinstance(val, int) and val > 32767:
+            val -= 65536
         if kw == "SpecificCharacterSet":
             continue
         if kw in VECTOR_COLUMNS:

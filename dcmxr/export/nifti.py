@@ -342,8 +342,7 @@ def to_nifti(
     try:
         opener = gzip.open(tmp, "wb", compresslevel=compresslevel) if path.name.endswith(".gz") else open(tmp, "wb")
         with opener as fh:
-            hdr.write_to(fh)
-            fh.write(b"\x00" * 4)  # extension flag: no extensions; data starts at vox_offset 352
+            hdr.write_to(fh)  # 348 bytes + the 4-byte "no extensions" flag: data at vox_offset 352
             writer = _SequentialWriter(fh, data.shape, out.itemsize, out.str, check)
             kw = {} if scheduler is None else {"scheduler": scheduler}
             dska.store(data, writer, lock=False, compute=True, **kw)

@@ -91,7 +91,15 @@ def _bounds(n: int, chunks: tuple[int, ...]) -> np.ndarray:
     return np.concatenate([[0], np.cumsum(chunks)]).astype(np.int64)
 
 
-def _spatial_chunks(shape_zyx: tuple[int, int, int], bytes_per_voxel: int, chunks: Any) -> tuple[tuple[int, ...], ...]:
+def _spatial_chunks(
+    shape_zyx: tuple[int, int, int], bytes_per_voxel: float, chunks: Any
+) -> tuple[tuple[int, ...], ...]:
+    """Output spatial chunks: given, or about DEFAULT_BLOCK_BYTES of *work* per chunk.
+
+    ``bytes_per_voxel`` counts the output voxel and the input voxels it
+    needs (so a 4x downsampling gets smaller output chunks, keeping the input
+    box of each task bounded).
+    """
     from dask.array.core import normalize_chunks
 
     if chunks is not None:
@@ -101,11 +109,20 @@ def _spatial_chunks(shape_zyx: tuple[int, int, int], bytes_per_voxel: int, chunk
             spec = chunks
         return normalize_chunks(spec, shape_zyx, dtype=np.uint8)
     nz, ny, nx = shape_zyx
-    limit = max(DEFAULT_BLOCK_BYTES // max(bytes_per_voxel, 1), 1)
+    limit = max(int(DEFAULT_BLOCK_BYTES / max(bytes_per_voxel, 1.0)), 1)
     if ny * nx <= limit:  # whole slices, several per chunk
         bz = max(1, min(nz, limit // (ny * nx)))
         return normalize_chunks((bz, -1, -1), shape_zyx, dtype=np.uint8)
     return normalize_chunks("auto", shape_zyx, limit=limit, dtype=np.uint8)
+
+
+def _volume_ratio(src: Grid, target: Grid) -> float:
+    def vol(g: Grid) -> float:
+        steps = [abs(float(np.median(np.diff(g.values(ax))))) if len(g.values(ax)) > 1
+                 else float(g.default_spacing.get(ax, 1.0)) for ax in AXES]
+        return abs(np.linalg.det(g.basis)) * float(np.prod(steps))
+
+    return vol(target) / vol(src)
 
 
 @dataclass(frozen=True)
@@ -161,10 +178,12 @@ def _interp_block(chunks: list, spec: _BlockSpec) -> np.ndarray:
     if not chunks:
         out[...] = spec.fill
         return out
-    first = np.asarray(chunks[0])
-    sub = np.empty(spec.sub_shape, dtype=first.dtype)
-    for arr, (src_sl, dst_sl) in zip(chunks, spec.pieces):
-        sub[dst_sl] = np.asarray(arr)[src_sl]
+    if len(chunks) == 1:
+        sub = np.asarray(chunks[0])[spec.pieces[0][0]]
+    else:
+        sub = np.empty(spec.sub_shape, dtype=np.asarray(chunks[0]).dtype)
+        for arr, (src_sl, dst_sl) in zip(chunks, spec.pieces):
+            sub[dst_sl] = np.asarray(arr)[src_sl]
     if sub.dtype == bool:
         sub = sub.view(np.uint8)
     work_dtype = np.uint8 if spec.dtype == bool else spec.dtype
@@ -268,12 +287,15 @@ def resample_to_grid(
     in_b = {ax: _bounds(len(src.values(ax)), sp_in_chunks[2 - k]) for k, ax in enumerate(AXES)}
     lead_chunks, trail_chunks = in_chunks[:nl], in_chunks[nl + 3 :]
     other_max = int(np.prod([max(c) for c in lead_chunks + trail_chunks])) if (nl or nt) else 1
-    out_sp_chunks = _spatial_chunks(target.shape_zyx, odt.itemsize * other_max, chunks)
-    out_chunks = lead_chunks + out_sp_chunks + trail_chunks
 
     A_src, A_tgt = src.affine_or_none(), target.affine_or_none()
     regular = A_src is not None and A_tgt is not None
     M_full = np.linalg.inv(A_src) @ A_tgt if regular else None
+    # input voxels per output voxel (volume ratio), to bound each task's input box
+    density = abs(np.linalg.det(M_full[:3, :3])) if regular else _volume_ratio(src, target)
+    bpv = other_max * (odt.itemsize + max(density, 1.0) * da.dtype.itemsize)
+    out_sp_chunks = _spatial_chunks(target.shape_zyx, bpv, chunks)
+    out_chunks = lead_chunks + out_sp_chunks + trail_chunks
     n_xyz = src.shape_xyz
     halo = _HALO[order]
     name = "dcmxr-resample-" + tokenize(data.name, target.args, order, fill, odt.str, out_chunks)
