@@ -236,7 +236,7 @@ def test_sidecar_matches_dcm2niix(case, tmp_path):
     info = _ref_json(ref)
     aff = nib.load(str(out)).affine
     ref_aff = nib.load(str(ref)).affine
-    _, _, P = _map_to(np.zeros((2, 2, 2)), aff, ref_aff) if False else (None, None, np.round(np.linalg.inv(ref_aff) @ aff)[:3, :3])
+    P = np.round(np.linalg.inv(ref_aff) @ aff)[:3, :3]  # our voxel axes -> the reference's
 
     for key in ("EchoTime", "RepetitionTime", "FlipAngle", "MagneticFieldStrength"):
         if key in skip:
@@ -262,7 +262,8 @@ def test_sidecar_matches_dcm2niix(case, tmp_path):
         k_sign = P[2, 2]
         assert abs(k_sign) == 1, "slice axes differ"
         st = np.array(ours["SliceTiming"])
-        np.testing.assert_allclose(st if k_sign > 0 else st[::-1], info["SliceTiming"], atol=1e-4)
+        # Siemens CSA times of different volumes differ by the scanner's 2.5 ms rounding
+        np.testing.assert_allclose(st if k_sign > 0 else st[::-1], info["SliceTiming"], atol=2.5e-3 + 1e-6)
     elif "SliceTiming" in skip:
         assert "SliceTiming" not in ours
     if "PhaseEncodingDirection" in info and "PhaseEncodingDirection" not in skip:
@@ -331,8 +332,10 @@ def test_round_trip(case, suffix, tmp_path):
     first = json.loads(out.with_name(out.name.split(".nii")[0] + ".json").read_text())
     again = _quiet(to_nifti, back, tmp_path / ("again" + suffix))
     second = json.loads(again.with_name("again.json").read_text())
-    for key in ("PhaseEncodingDirection", "SliceTiming", "ImageOrientationPatientDICOM", "EchoTime", "RepetitionTime"):
+    for key in ("PhaseEncodingDirection", "PhaseEncodingAxis", "SliceTiming", "EchoTime", "RepetitionTime"):
         assert first.get(key) == second.get(key), key
+    # the NIfTI affine is float32: directions survive to ~1e-7
+    np.testing.assert_allclose(first["ImageOrientationPatientDICOM"], second["ImageOrientationPatientDICOM"], atol=1e-6)
     if (tmp_path / "rt.bvec").exists():
         np.testing.assert_allclose(np.loadtxt(tmp_path / "again.bvec"), np.loadtxt(tmp_path / "rt.bvec"), atol=2e-6)
 
@@ -367,7 +370,6 @@ def test_synthetic_chunkings_stream_in_order(tmp_path, chunks):
     assert float(img.header["pixdim"][4]) == 2.0
     back = open_nifti(out)
     np.testing.assert_allclose(back["t"].values, da["t"].values)
-    xr.testing.assert_equal(back.drop_vars("t"), da.drop_vars("t").assign_attrs(back.attrs)) if False else None
     np.testing.assert_array_equal(back.values, da.values)
 
 

@@ -360,7 +360,7 @@ def test_missing_slices_nonuniform_z(nz_miss, iop, tilt):
         paths = write_series(
             tmp, shape=shape, spacing=spacing, iop=iop, origin=origin, tilt_deg=tilt, missing_slices=miss
         )
-        # the message says "missing slice(s)" or "uneven slice spacing" (see the xfail test below)
+        # the message says "missing slice(s)" (see test_missing_slices_detected_when_most_steps_are_double)
         with pytest.warns(GeometryWarning, match="non-uniform coordinate"):
             da = dcmxr.open_series(tmp)
         assert da.sizes["z"] == nz - len(miss)
@@ -378,12 +378,6 @@ def test_missing_slices_nonuniform_z(nz_miss, iop, tilt):
         np.testing.assert_array_equal(raw[:, 0, 0] // 64 % 64, present)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="dcmxr.geometry.stacking.spacing_regularity guesses the grid step as the median step, so when "
-    "at least half of the steps are double (missing slices) it reports 'uneven slice spacing' "
-    "(on_grid=False, missing=[]) instead of the missing grid slices",
-)
 @pytest.mark.parametrize(
     "z, missing",
     [

@@ -33,6 +33,7 @@ def open_series(
     strict: bool = False,
     threads: int = 1,
     storage_options: dict | None = None,
+    cache_storage_options: dict | None = None,
 ):
     """Open one DICOM series as a lazy, geometry-carrying DataArray.
 
@@ -62,6 +63,8 @@ def open_series(
         Decoder threads inside each chunk task.
     storage_options : dict, optional
         fsspec options for URLs.
+    cache_storage_options : dict, optional
+        fsspec options for a remote ``cache`` store.
 
     Returns
     -------
@@ -90,7 +93,7 @@ def open_series(
     if cache is not None:
         from ..stores.cache import cached
 
-        da = cached(da, cache, grid=grid, raw=raw)
+        da = cached(da, cache, grid=grid, raw=raw, storage_options=cache_storage_options)
     return da
 
 

@@ -22,9 +22,10 @@ Sources
   as dcm2niix does.
 * ``SliceTiming``: the ``slice_time`` coord (Siemens MosaicRefAcqTimes, s);
   else ``frame_acquisition_date_time`` varying over ``z`` (enhanced MR);
-  else, for GE, ``trigger_time`` varying over ``z`` (dcm2niix's rule). When
-  the times differ between volumes (ms rounding), the last volume's are
-  used, as dcm2niix does.
+  else, for GE, ``trigger_time`` varying over ``z`` (dcm2niix's rule). The
+  first volume whose times fit in one TR is used (Siemens multiband mosaics
+  carry junk times in the first volume; CSA times of other volumes differ by
+  the scanner's 2.5 ms rounding, and dcm2niix reports one of them).
 * gradients: ``diffusion_gradient_0..2`` coords (LPS), the table's
   DiffusionGradientOrientation or Siemens CSA columns (LPS), or GE's
   private (0019,10BB-BD) (image axes, row and column components negated).
@@ -317,13 +318,15 @@ def slice_timing(da: Any, table=None) -> list[float] | None:
             times = raw.astype(np.float64) / 1000.0
     if times is None:
         return None
-    times = times[np.all(np.isfinite(times), axis=1)]
-    if not len(times):
-        return None
-    last = times[-1] - times[-1].min()
     tr = _value(da, table, "repetition_time")
-    if np.ptp(last) <= 0 or (tr and np.max(last) >= float(tr) / 1000.0):
+    tr_s = float(tr) / 1000.0 if isinstance(tr, (int, float)) and tr > 0 else math.inf
+    rel = times - np.nanmin(times, axis=1, keepdims=True) if times.size else times
+    ok = np.all(np.isfinite(times), axis=1) & (np.ptp(times, axis=1) > 0) & (np.max(rel, axis=1) < tr_s)
+    if not np.any(ok):
         return None
+    # the first volume whose times fit in one TR (Siemens multiband writes junk CSA times in the
+    # first volume); volumes differ from each other by the scanner's 2.5 ms rounding
+    last = rel[int(np.flatnonzero(ok)[0])]
     return [_clean_float(round(float(v), 6)) for v in last]  # DICOM times resolve 1 us
 
 

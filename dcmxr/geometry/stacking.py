@@ -394,7 +394,14 @@ def spacing_regularity(
             f"{steps[i]:.4g} mm (<= spacing_atol={spacing_atol:g}); sort them and remove repeated "
             f"positions (find_repeats) first"
         )
-    guess = float(np.median(steps))
+    # Candidate steps: the smallest step (right when every step is a whole multiple of it, even if
+    # most steps are doubles from missing slices) and the median (right for noisy even spacing).
+    smallest = float(np.min(steps))
+    k_small = np.maximum(np.rint(steps / smallest), 1.0)
+    if np.all(np.abs(steps - k_small * smallest) <= spacing_atol + spacing_rtol * k_small * smallest):
+        guess = smallest
+    else:
+        guess = float(np.median(steps))
     # a minority of double steps (missing slices) would inflate the median
     k = np.maximum(np.rint(steps / guess), 1.0)
     ok = np.abs(steps - k * guess) <= spacing_atol + spacing_rtol * k * guess

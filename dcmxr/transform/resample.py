@@ -171,6 +171,40 @@ def _inside_mask_affine(shape_zyx, M, t, n_xyz, start_xyz) -> np.ndarray:
     return (ii >= imin[..., None]) & (ii <= imax[..., None])
 
 
+def _separable(src3: np.ndarray, scale, shift, shape_zyx, order: int, dtype: np.dtype) -> np.ndarray:
+    """Axis-aligned resampling (diagonal index map) by 1-D passes in numpy.
+
+    ``input index = scale * output index + shift`` per array axis. Equal to
+    ``scipy.ndimage.affine_transform(..., order, mode="nearest")`` for orders
+    0 and 1, but numpy releases the GIL, so dask threads run in parallel.
+    """
+    work = np.float64 if dtype == np.float64 else np.float32
+    a = src3
+    # shrink first: do the axes with the smallest output/input ratio first
+    axes = sorted(range(3), key=lambda k: shape_zyx[k] / max(a.shape[k], 1))
+    for k in axes:
+        n = a.shape[k]
+        c = scale[k] * np.arange(shape_zyx[k], dtype=np.float64) + shift[k]
+        if order == 0:
+            i0 = np.clip(np.floor(c + 0.5).astype(np.intp), 0, n - 1)
+            a = np.take(a, i0, axis=k)
+            continue
+        f = np.floor(c)
+        w = (c - f).astype(work)
+        i0 = np.clip(f.astype(np.intp), 0, n - 1)
+        i1 = np.clip(f.astype(np.intp) + 1, 0, n - 1)
+        shp = [1, 1, 1]
+        shp[k] = -1
+        w = w.reshape(shp)
+        a0 = np.take(a, i0, axis=k).astype(work, copy=False)
+        a1 = np.take(a, i1, axis=k).astype(work, copy=False)
+        a1 -= a0
+        a1 *= w
+        a0 += a1
+        a = a0
+    return a
+
+
 def _interp_block(chunks: list, spec: _BlockSpec) -> np.ndarray:
     from scipy import ndimage
 
@@ -196,6 +230,8 @@ def _interp_block(chunks: list, spec: _BlockSpec) -> np.ndarray:
         Mz = M[::-1, ::-1].copy()
         tz = t[::-1].copy()
         coords = None
+        off = Mz - np.diag(np.diag(Mz))
+        diagonal = spec.order in (0, 1) and np.all(np.abs(off) <= 1e-9 * np.abs(Mz).max())
     else:
         xo, yo, zo = spec.out_vals
         dx, dy, dz = spec.out_dirs
@@ -217,7 +253,9 @@ def _interp_block(chunks: list, spec: _BlockSpec) -> np.ndarray:
         if src3.dtype.kind in "iu" and src3.dtype.itemsize > 4 or src3.dtype == np.float16:
             src3 = src3.astype(np.float64)
         o = np.empty(shape_zyx, dtype=work_dtype)
-        if coords is None:
+        if coords is None and diagonal:
+            o[...] = _separable(src3, np.diag(Mz), tz, shape_zyx, spec.order, np.dtype(work_dtype))
+        elif coords is None:
             ndimage.affine_transform(src3, Mz, offset=tz, output_shape=shape_zyx, output=o,
                                      order=spec.order, mode="nearest", prefilter=spec.order > 1)
         else:
