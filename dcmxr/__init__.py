@@ -10,6 +10,9 @@ from __future__ import annotations
 from importlib.metadata import PackageNotFoundError, version as _version
 
 from . import accessors, errors  # noqa: F401  (registers .dcm)
+from . import interop, plotting, units  # noqa: F401  (heavy deps load inside functions)
+from .interop import (from_highdicom_volume, from_nibabel, from_simpleitk, to_highdicom_volume,
+                      to_nibabel, to_simpleitk)
 from .assembly.series import list_series
 from .backend.api import open_series, open_study
 from .catalog.scan import scan
@@ -19,4 +22,8 @@ try:
 except PackageNotFoundError:  # pragma: no cover
     __version__ = "0+unknown"
 
-__all__ = ["scan", "list_series", "open_series", "open_study", "errors", "__version__"]
+__all__ = [
+    "scan", "list_series", "open_series", "open_study", "errors", "__version__",
+    "units", "interop", "plotting", "to_simpleitk", "from_simpleitk", "to_highdicom_volume",
+    "from_highdicom_volume", "to_nibabel", "from_nibabel",
+]

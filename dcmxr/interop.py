@@ -286,7 +286,7 @@ def to_simpleitk(da: Any):
     try:
         import SimpleITK as sitk
     except ImportError as exc:  # pragma: no cover
-        raise missing_dependency("SimpleITK", "all") from exc
+        raise missing_dependency("SimpleITK", "itk") from exc
     da = _as_volume(da, "to_simpleitk")
     others = _other_dims(da, ("c",), "to_simpleitk", "SimpleITK images here are 3-D")
     aff = _affine_lps(da)
@@ -327,7 +327,7 @@ def from_simpleitk(img: Any, *, name: str | None = None, canonical: bool = True)
     try:
         import SimpleITK as sitk
     except ImportError as exc:  # pragma: no cover
-        raise missing_dependency("SimpleITK", "all") from exc
+        raise missing_dependency("SimpleITK", "itk") from exc
     if img.GetDimension() != 3:
         raise GeometryError(f"from_simpleitk takes a 3-D image, this one is {img.GetDimension()}-D")
     arr = sitk.GetArrayFromImage(img)

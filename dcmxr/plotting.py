@@ -45,7 +45,7 @@ def _plt():
     try:
         import matplotlib.pyplot as plt
     except ImportError as exc:  # pragma: no cover
-        raise missing_dependency("matplotlib", "all") from exc
+        raise missing_dependency("matplotlib", "plot") from exc
     return plt
 
 

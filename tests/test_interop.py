@@ -263,3 +263,17 @@ def test_errors_are_clear():
         I.to_nibabel(da.astype(object))
     with pytest.raises(GeometryError, match="3-D"):
         I.from_simpleitk(sitk.Image(4, 4, sitk.sitkUInt8))
+
+
+@pytest.mark.parametrize("module,func,extra", [
+    ("SimpleITK", I.to_simpleitk, "itk"),
+    ("highdicom", I.to_highdicom_volume, "export"),
+    ("nibabel", I.to_nibabel, "export"),
+])
+def test_missing_dependency_names_the_extra(monkeypatch, module, func, extra):
+    from dcmxr.errors import MissingDependencyError
+
+    da = _open("ct/dcmqi/ct-3slice")
+    monkeypatch.setitem(__import__("sys").modules, module, None)  # import now raises ImportError
+    with pytest.raises(MissingDependencyError, match=rf"dcmxr\[{extra}\]"):
+        func(da)

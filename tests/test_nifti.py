@@ -25,7 +25,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
-import dcmxr
+import dcmxr  # noqa: F401  (registers .dcm)
 from dcmxr.backend.nifti import open_nifti
 from dcmxr.errors import DecodeError, ExportError, GeometryError
 from dcmxr.export.nifti import to_nifti
@@ -132,7 +132,8 @@ def _map_to(arr: np.ndarray, aff: np.ndarray, ref_aff: np.ndarray):
 
 def _flat4(a: np.ndarray) -> np.ndarray:
     a = np.asarray(a)
-    return a.reshape(a.shape[:3] + (-1,)) if a.ndim > 4 else a
+    # NIfTI counts volumes Fortran-order: (x, y, z, asl, t) -> volume asl + n_asl * t
+    return a.reshape(a.shape[:3] + (-1,), order="F") if a.ndim > 4 else a
 
 
 # ------------------------------------------------------------------ (a) open_nifti(ref) == open_series(dicom)
@@ -188,7 +189,7 @@ def test_to_nifti_equals_dcm2niix(case, tmp_path):
     if "t" in da.dims and "repetition_time" in da.attrs:
         assert float(img.header["pixdim"][4]) == pytest.approx(da.attrs["repetition_time"] / 1000, rel=1e-6)
     # voxel order is the array's: file voxel (i, j, k) is da.isel(x=i, y=j, z=k)
-    np.testing.assert_array_equal(np.asarray(img.dataobj)[..., 0] if img.ndim == 4 else np.asarray(img.dataobj),
+    np.testing.assert_array_equal(np.asarray(img.dataobj)[(slice(None),) * 3 + (0,) * (img.ndim - 3)],
                                   np.asarray(src.isel({d: 0 for d in src.dims if d not in "xyz"}).transpose("x", "y", "z").values,
                                              dtype=img.get_data_dtype()))
 

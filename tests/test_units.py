@@ -83,6 +83,9 @@ def _build_unit_strings() -> set[str]:
     assert m, "build._value_units changed shape; update this test"
     out |= {v for v in re.findall(r':\s*"([^"]+)"', m.group(1))}
     out |= set(re.findall(r'return\s+"([^"]+)"', src))
+    from dcmxr.assembly.volumes import CANDIDATES
+
+    out |= {unit for _name, _cols, unit in CANDIDATES if unit}
     return out
 
 

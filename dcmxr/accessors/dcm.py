@@ -153,6 +153,43 @@ class DcmAccessor:
             table = table[table["frame"].isin(frames)]
         return table
 
+    # ------------------------------------------------------------------ interop / plotting / units
+    def to_simpleitk(self):
+        """A 3-D SimpleITK.Image (LPS origin/spacing/direction); see :func:`dcmxr.interop.to_simpleitk`."""
+        from ..interop import to_simpleitk
+
+        return to_simpleitk(self._obj)
+
+    def to_highdicom_volume(self):
+        """A highdicom.Volume; see :func:`dcmxr.interop.to_highdicom_volume`."""
+        from ..interop import to_highdicom_volume
+
+        return to_highdicom_volume(self._obj)
+
+    def to_nibabel(self):
+        """A nibabel.Nifti1Image with the RAS affine; see :func:`dcmxr.interop.to_nibabel`."""
+        from ..interop import to_nibabel
+
+        return to_nibabel(self._obj)
+
+    def plot_orthoviews(self, point=None, **kw):
+        """Axial/coronal/sagittal index planes through an LPS point; see :func:`dcmxr.plotting.plot_orthoviews`."""
+        from ..plotting import plot_orthoviews
+
+        return plot_orthoviews(self._obj, point, **kw)
+
+    def plot_overlay(self, mask, **kw):
+        """One slice with a mask over it; see :func:`dcmxr.plotting.plot_overlay`."""
+        from ..plotting import plot_overlay
+
+        return plot_overlay(self._obj, mask, **kw)
+
+    def quantify(self):
+        """``obj.pint.quantify(unit_registry=dcmxr.units.ureg)``; see :func:`dcmxr.units.quantify`."""
+        from ..units import quantify
+
+        return quantify(self._obj)
+
 
 xr.register_dataarray_accessor("dcm")(DcmAccessor)
 xr.register_dataset_accessor("dcm")(DcmAccessor)

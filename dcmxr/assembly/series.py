@@ -128,3 +128,41 @@ def _match(listing: pd.DataFrame, series: str | int, how: str) -> str:
     raise AmbiguousSelectionError(
         f"series={series!r} matches {len(hits)} series; {how}:\n{_describe(hits)}"
     )
+
+
+def filter_frames(table: pd.DataFrame, where: dict) -> pd.DataFrame:
+    """Rows whose attributes match ``where`` (DICOM keywords or column names).
+
+    Strings match the whole value or one backslash-separated part (so
+    ``{"ImageType": "M"}`` keeps ``ORIGINAL\\PRIMARY\\M``); numbers match within
+    1e-6 relative; a list/tuple of values matches any of them.
+
+    Raises
+    ------
+    SelectionError
+        When a key names no attribute, or nothing matches.
+    """
+    import numpy as np
+
+    from ..catalog.fields import snake
+
+    mask = pd.Series(True, index=table.index)
+    for key, want in where.items():
+        col = key if key in table.columns else snake(key)
+        if col not in table.columns:
+            raise SelectionError(f"where=: no attribute {key!r} in these frames")
+        values = table[col]
+        wants = list(want) if isinstance(want, (list, tuple, set)) else [want]
+        hit = pd.Series(False, index=table.index)
+        for w in wants:
+            if isinstance(w, str):
+                s = values.fillna("").astype(str)
+                hit |= (s == w) | s.str.split("\\").apply(lambda parts, w=w: w in parts)
+            else:
+                num = pd.to_numeric(values, errors="coerce")
+                hit |= pd.Series(np.isclose(num, float(w), rtol=1e-6, atol=0), index=table.index)
+        mask &= hit
+    out = table[mask]
+    if out.empty:
+        raise SelectionError(f"where={where!r} matches no frame")
+    return out

@@ -21,6 +21,8 @@ from ..geometry.coords import stack_coords
 from ..geometry.orientation import row_col_normal
 from ..geometry.stacking import find_repeats, group_stacks, sort_stack, spacing_regularity
 from .mosaic import expand_mosaic
+from .vendor import normalize
+from .volumes import volume_dims
 
 #: Columns whose values order repeated volumes at one position (first wins).
 _VOLUME_ORDER = (
@@ -88,7 +90,9 @@ class Grid:
         ``x``, ``y``, ``z`` coordinate values (mm) and ``dir_x``... directions;
         empty when the frames carry no geometry.
     lead_coords : dict
-        dim name -> coordinate values for leading dims other than ``z``.
+        dim name -> (values, attrs) for leading dims other than ``z``.
+    lead_extra : dict
+        name -> (dims, values, attrs): non-dim coords on the leading dims.
     regular : bool
         True when ``z`` is evenly spaced with no gaps.
     excluded : DataFrame
@@ -101,6 +105,7 @@ class Grid:
     lead_dims: tuple[str, ...]
     coords: dict = field(default_factory=dict)
     lead_coords: dict = field(default_factory=dict)
+    lead_extra: dict = field(default_factory=dict)
     regular: bool = True
     tilt_deg: float = 0.0
     excluded: pd.DataFrame | None = None
@@ -125,7 +130,7 @@ def split_stacks(series: pd.DataFrame) -> list[pd.DataFrame]:
     Frames go together when they share size, pixel format and orientation
     (and pixel spacing); frames without geometry form their own stack.
     """
-    t = expand_mosaic(series.reset_index(drop=True))
+    t = normalize(expand_mosaic(series.reset_index(drop=True)))
     groups: list[np.ndarray] = []
     geo = _has_geometry(t)
     fmt = _format_key(t)
@@ -186,13 +191,15 @@ def _volume_times(t: pd.DataFrame, index: np.ndarray) -> np.ndarray | None:
     return None
 
 
-def assemble(stack: pd.DataFrame, *, all_frames: pd.DataFrame | None = None) -> Grid:
+def assemble(stack: pd.DataFrame, *, dims: tuple[str, ...] | None = None) -> Grid:
     """Arrange one stack's frames on a grid.
 
     Parameters
     ----------
     stack : DataFrame
         Rows of one stack (see :func:`split_stacks`).
+    dims : tuple of str, optional
+        DICOM keywords to use as leading dims (see :mod:`.volumes`).
 
     Returns
     -------
@@ -220,43 +227,25 @@ def assemble(stack: pd.DataFrame, *, all_frames: pd.DataFrame | None = None) -> 
     rep = find_repeats(dist)
     m = len(rep.unique)
     counts = rep.counts
-    keys = _sort_key_frame(t)
-    # rank frames at the same position by acquisition order
-    sorted_rows = order  # frame indices in position order
-    pos_of = rep.index  # cluster of each sorted frame
-    # frames per position: the most common count is the number of volumes; positions with more
-    # frames keep the first k in acquisition order (the rest are reported), fewer -> missing frames
-    values, freq = np.unique(counts, return_counts=True)
-    k = int(values[np.argmax(freq)]) if not rep.uniform else int(counts[0])
-    index = np.full((k, m), -1, dtype=np.int64)
-    dropped: list[int] = []
-    for c in range(m):
-        members = sorted_rows[pos_of == c]
-        if len(members) > 1 and keys:
-            sub = t.iloc[members]
-            vals = [pd.to_numeric(sub[kk], errors="coerce").fillna(np.inf).to_numpy()
-                    if kk not in ("frame_acquisition_date_time", "acquisition_date_time")
-                    else sub[kk].astype(str).to_numpy() for kk in reversed(keys)]
-            members = members[np.lexsort(tuple(vals))]
-        index[: min(len(members), k), c] = members[:k]
-        dropped.extend(int(i) for i in members[k:])
-    if not rep.uniform:
+    cluster = np.empty(len(t), dtype=np.int64)
+    cluster[order] = rep.index
+    vols = volume_dims(t, cluster, m, dims=dims)
+    only_repeat = vols.dims == ("t",) and vols.coords["t"][2] == ["__repeat__"]
+    if not rep.uniform and (not vols.dims or only_repeat):
+        index = _uneven_repeats(t, order, rep, m, excluded)
+        vols = None
+    else:
+        index = vols.index
         missing = int((index < 0).sum())
-        parts = []
-        if dropped:
-            parts.append(f"{len(dropped)} duplicate frame(s) at already-filled positions were left out "
-                         f"(instance numbers {t['instance_number'].iloc[dropped].tolist()[:8] if 'instance_number' in t else dropped[:8]})")
         if missing:
-            parts.append(f"{missing} frame(s) are missing and read as the fill value 0")
-        warnings.warn(
-            f"positions hold different numbers of frames ({counts.min()}..{counts.max()}, "
-            f"{k} volume(s) assumed): " + "; ".join(parts),
-            GeometryWarning,
-            stacklevel=3,
-        )
-        if dropped:
-            excluded.append(t.iloc[dropped].assign(reason="duplicate position"))
-    first_pos = np.array([pos[index[:, c][index[:, c] >= 0][0]] for c in range(m)])
+            warnings.warn(
+                f"{missing} frame(s) of the {'x'.join(map(str, index.shape))} grid "
+                f"{vols.dims + ('z',)} are missing and read as the fill value 0",
+                GeometryWarning,
+                stacklevel=3,
+            )
+    flat = index.reshape(-1, m)
+    first_pos = np.array([pos[flat[:, c][flat[:, c] >= 0][0]] for c in range(m)])
     ps = t[["pixel_spacing_0", "pixel_spacing_1"]].to_numpy(float)[0]
     rows, cols = int(t["rows"].iloc[0]), int(t["columns"].iloc[0])
     coords = stack_coords(first_pos[0], iop, ps, rows, cols, first_pos)
@@ -276,15 +265,60 @@ def assemble(stack: pd.DataFrame, *, all_frames: pd.DataFrame | None = None) -> 
                 stacklevel=3,
             )
     dropped_rows = pd.concat(excluded, ignore_index=True) if excluded else None
-    if k == 1:
-        return Grid(table=t, index=index[0], lead_dims=("z",), coords=coords, regular=regular,
-                    tilt_deg=tilt, excluded=dropped_rows)
-    lead_coords = {}
-    times = _volume_times(t, index)
-    if times is not None:
-        lead_coords["t"] = times
-    return Grid(table=t, index=index, lead_dims=("t", "z"), coords=coords, lead_coords=lead_coords,
-                regular=regular, tilt_deg=tilt, excluded=dropped_rows)
+    if vols is None:  # uneven repeats without a separating attribute
+        if index.shape[0] == 1:
+            return Grid(table=t, index=index[0], lead_dims=("z",), coords=coords, regular=regular,
+                        tilt_deg=tilt, excluded=dropped_rows)
+        lead = {}
+        times = _volume_times(t, index)
+        if times is not None:
+            lead["t"] = (times, {"units": "s"})
+        return Grid(table=t, index=index, lead_dims=("t", "z"), coords=coords, lead_coords=lead,
+                    regular=regular, tilt_deg=tilt, excluded=dropped_rows)
+    lead = {d: (v, a) for d, (v, a, _cols) in vols.coords.items()}
+    return Grid(table=t, index=index, lead_dims=vols.dims + ("z",), coords=coords, lead_coords=lead,
+                lead_extra=vols.extra, regular=regular, tilt_deg=tilt, excluded=dropped_rows)
+
+
+def _uneven_repeats(t: pd.DataFrame, order: np.ndarray, rep, m: int, excluded: list) -> np.ndarray:
+    """Positions hold different numbers of frames and no attribute separates them.
+
+    The most common count is the number of volumes; positions with more frames keep the
+    first k in acquisition order (the rest are reported), positions with fewer have
+    missing frames.
+    """
+    counts = rep.counts
+    keys = _sort_key_frame(t)
+    values, freq = np.unique(counts, return_counts=True)
+    k = int(values[np.argmax(freq)])
+    index = np.full((k, m), -1, dtype=np.int64)
+    dropped: list[int] = []
+    for c in range(m):
+        members = order[rep.index == c]
+        if len(members) > 1 and keys:
+            sub = t.iloc[members]
+            vals = [pd.to_numeric(sub[kk], errors="coerce").fillna(np.inf).to_numpy()
+                    if kk not in ("frame_acquisition_date_time", "acquisition_date_time")
+                    else sub[kk].astype(str).to_numpy() for kk in reversed(keys)]
+            members = members[np.lexsort(tuple(vals))]
+        index[: min(len(members), k), c] = members[:k]
+        dropped.extend(int(i) for i in members[k:])
+    missing = int((index < 0).sum())
+    parts = []
+    if dropped:
+        inst = t["instance_number"].iloc[dropped].tolist()[:8] if "instance_number" in t else dropped[:8]
+        parts.append(f"{len(dropped)} duplicate frame(s) at already-filled positions were left out "
+                     f"(instance numbers {inst})")
+        excluded.append(t.iloc[dropped].assign(reason="duplicate position"))
+    if missing:
+        parts.append(f"{missing} frame(s) are missing and read as the fill value 0")
+    warnings.warn(
+        f"positions hold different numbers of frames ({counts.min()}..{counts.max()}, "
+        f"{k} volume(s) assumed): " + "; ".join(parts),
+        GeometryWarning,
+        stacklevel=4,
+    )
+    return index
 
 
 def choose_stack(stacks: list[pd.DataFrame], stack: int | None) -> tuple[pd.DataFrame, pd.DataFrame]:

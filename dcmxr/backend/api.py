@@ -8,7 +8,7 @@ from typing import Any
 
 import pandas as pd
 
-from ..assembly.series import list_series, select_series
+from ..assembly.series import filter_frames, list_series, select_series
 from ..assembly.stack import assemble, choose_stack, split_stacks
 from ..catalog.scan import scan
 from ..errors import DcmxrError
@@ -27,6 +27,8 @@ def open_series(
     series: str | int | None = None,
     *,
     stack: int | None = None,
+    dims: tuple[str, ...] | None = None,
+    where: dict | None = None,
     chunks: Any = "auto",
     raw: bool = False,
     cache: str | None = None,
@@ -49,6 +51,14 @@ def open_series(
         Which stack of the series (0 = the largest; others are localizers,
         other orientations or sizes). By default the largest, with a
         :class:`~dcmxr.errors.GeometryWarning` naming the others.
+    dims : tuple of str, optional
+        DICOM keywords that become the leading dims (e.g. ``("EchoTime",)``),
+        instead of the automatic choice (t, echo, b/dwi, phase, flip_angle, ...).
+    where : dict, optional
+        Keep only frames whose attributes match, e.g.
+        ``{"ImageType": "M", "EchoTime": 4.6}`` (keywords or table columns;
+        strings match the whole value or one backslash-separated part;
+        numbers match within 1e-6 relative).
     chunks : "auto", int, dict or tuple
         Frames per Dask chunk along the frame dims (``z``, ``t`` ...); rows and
         columns are never split. "auto" targets about 64 MB per chunk.
@@ -80,10 +90,12 @@ def open_series(
     """
     table = _as_table(source, storage_options, strict)
     rows = select_series(table, series)
+    if where:
+        rows = filter_frames(rows, where)
     remember(rows)
     stacks = split_stacks(rows)
     chosen, excluded = choose_stack(stacks, stack)
-    grid = assemble(chosen)
+    grid = assemble(chosen, dims=dims)
     if grid.excluded is not None and len(excluded):
         grid.excluded = pd.concat([excluded, grid.excluded], ignore_index=True)
     elif len(excluded):

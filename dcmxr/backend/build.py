@@ -283,8 +283,12 @@ def build_dataarray(grid: Grid, *, raw: bool = False, chunks: Any = "auto", thre
                 attrs={"units": "mm", "direction": [float(v) for v in grid.coords[f"dir_{ax}"]],
                        "long_name": f"{ax} position along its direction (LPS)"},
             )
-    for d, vals in grid.lead_coords.items():
-        coords[d] = xr.Variable(d, vals, attrs={"units": "s"} if d == "t" else {})
+    for d, (vals, cattrs) in grid.lead_coords.items():
+        coords[d] = xr.Variable(d, _tidy(np.asarray(list(vals), dtype=object)) if len(vals) else vals,
+                                attrs={k: v for k, v in cattrs.items() if v is not None})
+    for name, (edims, vals, cattrs) in grid.lead_extra.items():
+        coords[name] = xr.Variable(edims, _tidy(np.asarray(list(vals), dtype=object)),
+                                   attrs={k: v for k, v in cattrs.items() if v is not None})
     if spp > 1:
         coords["c"] = ("c", list("RGB") if spp == 3 else list(range(spp)))
 
@@ -330,7 +334,7 @@ def _frame_coords(grid: Grid, t: pd.DataFrame, coords: dict, attrs: dict) -> Non
     idx = grid.index
     dims = grid.lead_dims
     for col in FRAME_COORDS:
-        if col not in t.columns:
+        if col not in t.columns or col in grid.lead_extra:
             continue
         if t[col].isna().all():
             continue
@@ -343,13 +347,12 @@ def _frame_coords(grid: Grid, t: pd.DataFrame, coords: dict, attrs: dict) -> Non
         ok = idx >= 0
         arr[ok] = vals[idx[ok]]
         # reduce to the dims it varies along
-        use_dims = dims
-        if len(dims) == 2:
-            for ax, name in ((0, dims[1]), (1, dims[0])):
-                if _constant_along(arr, ax):
-                    arr = arr[0] if ax == 0 else arr[:, 0]
-                    use_dims = (name,)
-                    break
+        use_dims = list(dims)
+        for ax in range(len(dims) - 1, -1, -1):
+            if len(use_dims) > 1 and _constant_along(arr, ax):
+                arr = np.take(arr, 0, axis=ax)
+                use_dims.pop(ax)
+        use_dims = tuple(use_dims)
         arr = _tidy(arr)
         coords[_COORD_NAMES.get(col, col)] = xr_var(use_dims, arr)
 

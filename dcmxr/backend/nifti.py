@@ -199,7 +199,8 @@ def open_nifti(
         Map the BIDS sidecar back to dcmxr attrs (``EchoTime`` s -> ``echo_time``
         ms ...), ``SliceTiming`` to a ``slice_time`` coord on ``z`` (s),
         ``.bval``/``.bvec`` to ``diffusion_b_value`` and
-        ``diffusion_gradient_0..2`` (LPS unit vectors) on ``t``.
+        ``diffusion_gradient_0..2`` (LPS unit vectors) on a positional ``dwi``
+        dim (instead of ``t``), as open_series names diffusion volumes.
     name : str
         The DataArray's name.
 
@@ -247,7 +248,10 @@ def open_nifti(
     while len(shape) < 3:
         shape = shape + (1,)
     extra = len(shape) - 3
-    dims = tuple(reversed(_EXTRA_DIMS[:extra])) + ("z", "y", "x")
+    meta, bval, bvec = read_sidecars(path) if sidecar else ({}, None, None)
+    diffusion = extra == 1 and bval is not None and len(bval) == shape[3]
+    lead_names = ("dwi",) if diffusion else _EXTRA_DIMS[:extra]  # DESIGN: repeated b-values -> positional "dwi"
+    dims = tuple(reversed(lead_names)) + ("z", "y", "x")
 
     proxy = img.dataobj
     stored = np.dtype(hdr.get_data_dtype()).newbyteorder("=")
@@ -276,22 +280,21 @@ def open_nifti(
             "units": "mm", "direction": [float(v) for v in g[f"dir_{ax}"]],
             "long_name": f"{ax} position along its direction (LPS)"})
     pix = hdr["pixdim"]
-    if extra >= 1 and time_unit in _TIME_S and float(pix[4]) > 0:
+    if extra >= 1 and not diffusion and time_unit in _TIME_S and float(pix[4]) > 0:
         step = float(pix[4]) * _TIME_S[time_unit]
         t0 = float(hdr["toffset"]) * _TIME_S[time_unit]
         coords["t"] = xr.Variable("t", t0 + np.arange(shape[3]) * step, attrs={"units": "s"})
 
     attrs: dict[str, Any] = {}
     if sidecar:
-        meta, bval, bvec = read_sidecars(path)
         attrs.update(_attrs_from_bids(meta))
         if "SliceTiming" in meta and len(meta["SliceTiming"]) == shape[2]:
             coords["slice_time"] = xr.Variable("z", np.asarray(meta["SliceTiming"], dtype=np.float64), attrs={"units": "s"})
         pe = meta.get("PhaseEncodingDirection")
         if isinstance(pe, str) and pe[:1] in "ijk":
             attrs["phase_encoding_direction"] = "xyz"["ijk".index(pe[0])] + pe[1:]
-        if extra >= 1 and bval is not None and len(bval) == shape[3]:
-            coords["diffusion_b_value"] = xr.Variable("t", bval)
+        if diffusion:
+            coords["diffusion_b_value"] = xr.Variable("dwi", bval)
             if bvec is not None and bvec.shape == (3, shape[3]):
                 frame = lps[:3, :3] / np.linalg.norm(lps[:3, :3], axis=0)
                 v = bvec.copy()
@@ -299,7 +302,7 @@ def open_nifti(
                     v[0] = -v[0]
                 world = frame @ v
                 for k in range(3):
-                    coords[f"diffusion_gradient_{k}"] = xr.Variable("t", world[k])
+                    coords[f"diffusion_gradient_{k}"] = xr.Variable("dwi", world[k])
     if not raw and "units" not in attrs and str(attrs.get("modality", "")).upper() == "CT":
         attrs["units"] = "HU"
     da = xr.DataArray(data, dims=dims, coords=coords, attrs=attrs, name=name)

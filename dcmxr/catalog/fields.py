@@ -120,7 +120,15 @@ PRIVATE_TAGS: dict[int, tuple[str, str]] = {
     0x0019100A: ("siemens_mosaic_n", "US"),  # NumberOfImagesInMosaic
     0x0019100C: ("siemens_b_value", "IS"),
     0x00291010: ("siemens_csa_image", "OB"),  # CSA Image Header Info
+    0x0019100E: ("siemens_gradient", "FD"),  # DiffusionGradientDirection
     0x00431039: ("ge_slop_int", "IS"),  # GE b-value (value[0] % 100000)
+    0x001910BB: ("ge_gradient_x", "DS"),
+    0x001910BC: ("ge_gradient_y", "DS"),
+    0x001910BD: ("ge_gradient_z", "DS"),
+    0x20051429: ("philips_asl_label", "CS"),  # LABEL / CONTROL
+    0x200510B0: ("philips_gradient_rl", "FL"),
+    0x200510B1: ("philips_gradient_ap", "FL"),
+    0x200510B2: ("philips_gradient_fh", "FL"),
     0x20011003: ("philips_b_value", "FL"),
     0x2005100E: ("philips_scale_slope", "FL"),
     0x2005100D: ("philips_scale_intercept", "FL"),

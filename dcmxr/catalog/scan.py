@@ -71,6 +71,10 @@ def _flatten(values: dict[str, Any], row: dict[str, Any]) -> None:
                 val = tuple(val)
             elif kw == "DiffusionBValue":
                 val = val[0]
+            elif kw == "siemens_gradient" and len(val) == 3:
+                val = [float(v) for v in val]
+                row[col] = val
+                continue
             else:
                 val = val[0] if all(isinstance(v, (int, float)) for v in val) else "\\".join(map(str, val))
         elif isinstance(val, (bytes, bytearray)):

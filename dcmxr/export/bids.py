@@ -26,9 +26,11 @@ Sources
   first volume whose times fit in one TR is used (Siemens multiband mosaics
   carry junk times in the first volume; CSA times of other volumes differ by
   the scanner's 2.5 ms rounding, and dcm2niix reports one of them).
-* gradients: ``diffusion_gradient_0..2`` coords (LPS), the table's
-  DiffusionGradientOrientation or Siemens CSA columns (LPS), or GE's
-  private (0019,10BB-BD) (image axes, row and column components negated).
+* gradients: ``diffusion_gradient_0..2`` coords (LPS); for GE the
+  ``diffusion_gradient_vendor_0..2`` coords or the private (0019,10BB-BD)
+  (image axes, row and column components negated: the frame dcm2niix
+  implies); else the table's DiffusionGradientOrientation or Siemens CSA
+  columns (LPS). Arrays with no b-value above 0 get no .bval/.bvec.
   ``.bvec`` is in the FSL convention: voxel axes, ``x`` negated when the
   affine's determinant is positive.
 """
@@ -375,20 +377,24 @@ def diffusion_table(da: Any, affine_ras: np.ndarray | None = None, table=None):
                 if r is not None and col in r.index and not _missing(r[col]):
                     bvals[i] = float(r[col])
                     break
-    if not np.any(np.isfinite(bvals)):
+    if not np.any(bvals[np.isfinite(bvals)] > 0):  # no diffusion weighting: not a DWI
         return None
     bvals = np.where(np.isfinite(bvals), bvals, 0.0)
 
     grads = np.full((n, 3), np.nan)
+    dx = np.asarray(da.coords["x"].attrs["direction"], dtype=np.float64)
+    dy = np.asarray(da.coords["y"].attrs["direction"], dtype=np.float64)
+    normal = np.cross(dx, dy)
+    ge = str(_value(da, table, "manufacturer") or "").upper().startswith("GE")
     gcoords = [f"diffusion_gradient_{k}" for k in range(3)]
     if all(c in da.coords and dim in da.coords[c].dims for c in gcoords):
         for k, c in enumerate(gcoords):
             grads[:, k] = np.asarray(da.coords[c].transpose(dim, ...).values, dtype=np.float64).reshape(n, -1)[:, 0]
+    elif ge and all(f"diffusion_gradient_vendor_{k}" in da.coords for k in range(3)):
+        g = np.stack([np.asarray(da.coords[f"diffusion_gradient_vendor_{k}"].transpose(dim, ...).values,
+                                 dtype=np.float64).reshape(n, -1)[:, 0] for k in range(3)], axis=1)
+        grads = -g[:, :1] * dx - g[:, 1:2] * dy + g[:, 2:3] * normal
     elif rows is not None:
-        dx = np.asarray(da.coords["x"].attrs["direction"], dtype=np.float64)
-        dy = np.asarray(da.coords["y"].attrs["direction"], dtype=np.float64)
-        normal = np.cross(dx, dy)
-        ge = str(_value(da, table, "manufacturer") or "").upper().startswith("GE")
         for i, r in enumerate(rows):
             if r is None:
                 continue

@@ -9,7 +9,9 @@ voxels Fortran-order (``x`` fastest), so the bytes of the file are exactly the
 C-order bytes of the array in dim order ``(*other, "z", "y", "x")``: the
 writer computes Dask chunks that are contiguous runs of that order and
 appends their bytes, one chunk at a time, after the 352-byte header. Peak
-memory is about one chunk (plus chunks that finish out of order and wait).
+memory is a few chunks: uncompressed files take each chunk at its own offset
+as soon as Dask computes it (``os.pwrite``); gzip streams compute chunks in
+file order, a batch ahead of the compressor.
 
 Geometry
 --------
@@ -206,43 +208,67 @@ def nifti_header(da: Any, shape: tuple[int, ...], dtype: np.dtype, affine: np.nd
     return hdr
 
 
-class _SequentialWriter:
-    """``dask.array.store`` target that appends contiguous regions in file order.
+def _convert(block: Any, out_dtype: str, check_from: np.dtype | None) -> np.ndarray:
+    arr = np.asarray(block)
+    if check_from is not None:
+        arr = _checked_cast(arr, out_dtype)
+    elif arr.dtype != np.dtype(out_dtype):
+        arr = arr.astype(out_dtype)
+    return np.ascontiguousarray(arr)
 
-    Regions that finish early wait in memory until the bytes before them are
-    written. Each region must be a contiguous run of the C-order array.
+
+class _PositionalWriter:
+    """``dask.array.store`` target writing each contiguous region at its own file offset.
+
+    Regions arrive in any order (Dask's) and go to disk at once with ``os.pwrite``,
+    so nothing waits in memory. Used for uncompressed ``.nii``.
     """
 
-    def __init__(self, fh, shape: tuple[int, ...], itemsize: int, out_dtype: str, check_from: np.dtype | None):
-        self.fh = fh
-        self.shape = shape
+    def __init__(self, fd: int, data_offset: int, shape: tuple[int, ...], itemsize: int, out_dtype: str,
+                 check_from: np.dtype | None):
+        self.fd = fd
+        self.base = data_offset
         self.itemsize = itemsize
         self.strides = np.array([int(np.prod(shape[k + 1:], dtype=np.int64)) for k in range(len(shape))])
-        self.next = 0
-        self.pending: dict[int, bytes] = {}
         self.out_dtype = out_dtype
         self.check_from = check_from
+        self.written = 0
         self.lock = threading.Lock()
 
     def __setitem__(self, key, value) -> None:
-        starts = [s.start or 0 for s in key]
-        offset = int(np.dot(starts, self.strides))
-        arr = np.asarray(value)
-        if self.check_from is not None:
-            arr = _checked_cast(arr, self.out_dtype)
-        elif arr.dtype != np.dtype(self.out_dtype):
-            arr = arr.astype(self.out_dtype)
-        data = np.ascontiguousarray(arr).tobytes()
+        offset = int(np.dot([s.start or 0 for s in key], self.strides)) * self.itemsize
+        buf = memoryview(_convert(value, self.out_dtype, self.check_from)).cast("B")
+        pos = 0
+        while pos < len(buf):
+            pos += os.pwrite(self.fd, buf[pos:], self.base + offset + pos)
         with self.lock:
-            self.pending[offset] = data
-            while self.next in self.pending:
-                buf = self.pending.pop(self.next)
-                self.fh.write(buf)
-                self.next += len(buf) // self.itemsize
+            self.written += len(buf)
 
-    def finish(self, total: int) -> None:
-        if self.pending or self.next != total:
-            raise ExportError(f"internal error: wrote {self.next} of {total} voxels")
+
+def _write_in_order(fh, data, out_dtype: str, check_from: np.dtype | None, scheduler: Any, batch: int) -> None:
+    """Compute blocks in file order, ``batch`` at a time, the next batch while writing this one.
+
+    For gzip streams, which only append. Blocks must be contiguous runs whose
+    C-order block index is their file order (what :func:`_contiguous` checks).
+    """
+    import dask
+    from concurrent.futures import ThreadPoolExecutor
+
+    blocks = data.to_delayed(optimize_graph=True).ravel().tolist()
+    groups = [blocks[i:i + batch] for i in range(0, len(blocks), batch)]
+    kw = {} if scheduler is None else {"scheduler": scheduler}
+
+    def compute(group):
+        return dask.compute(*group, **kw)
+
+    with ThreadPoolExecutor(1) as ex:
+        fut = ex.submit(compute, groups[0]) if groups else None
+        for k in range(len(groups)):
+            results = fut.result()
+            fut = ex.submit(compute, groups[k + 1]) if k + 1 < len(groups) else None
+            for block in results:
+                fh.write(memoryview(_convert(block, out_dtype, check_from)).cast("B"))
+            del results
 
 
 def _contiguous(chunks: tuple[tuple[int, ...], ...], shape: tuple[int, ...]) -> bool:
@@ -340,13 +366,22 @@ def to_nifti(
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".part")
     try:
-        opener = gzip.open(tmp, "wb", compresslevel=compresslevel) if path.name.endswith(".gz") else open(tmp, "wb")
-        with opener as fh:
-            hdr.write_to(fh)  # 348 bytes + the 4-byte "no extensions" flag: data at vox_offset 352
-            writer = _SequentialWriter(fh, data.shape, out.itemsize, out.str, check)
-            kw = {} if scheduler is None else {"scheduler": scheduler}
-            dska.store(data, writer, lock=False, compute=True, **kw)
-            writer.finish(int(np.prod(data.shape, dtype=np.int64)))
+        if path.name.endswith(".gz"):
+            block_bytes = max(int(np.prod(c)) for c in _block_shapes(data.chunks)) * out.itemsize
+            batch = max(1, min(os.cpu_count() or 1, 8, PIECE_BYTES * 4 // max(block_bytes, 1)))
+            with gzip.open(tmp, "wb", compresslevel=compresslevel) as fh:
+                hdr.write_to(fh)  # 348 bytes + the 4-byte "no extensions" flag: data at vox_offset 352
+                _write_in_order(fh, data, out.str, check, scheduler, batch)
+        else:
+            with open(tmp, "wb") as fh:
+                hdr.write_to(fh)
+                fh.flush()
+                writer = _PositionalWriter(fh.fileno(), int(hdr["vox_offset"]), data.shape, out.itemsize, out.str, check)
+                kw = {} if scheduler is None else {"scheduler": scheduler}
+                dska.store(data, writer, lock=False, compute=True, **kw)
+            expected = int(np.prod(data.shape, dtype=np.int64)) * out.itemsize
+            if writer.written != expected:  # pragma: no cover
+                raise ExportError(f"internal error: wrote {writer.written} of {expected} bytes")
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)

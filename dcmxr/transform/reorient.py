@@ -162,7 +162,8 @@ def reorient(da: xr.DataArray, code: str = "RAS") -> xr.DataArray:
         for dst in mapping.values():
             c = out.coords[dst]
             attrs = dict(c.attrs)
-            attrs["long_name"] = f"{dst} position along its direction (LPS)"
+            if "long_name" in attrs:
+                attrs["long_name"] = f"{dst} position along its direction (LPS)"
             out = out.assign_coords({dst: xr.Variable(c.dims, c.values, attrs=attrs)})
     out = out.transpose(*lead, *SPATIAL_DIMS, *trail)
     return out

@@ -196,20 +196,17 @@ def _separable(src3: np.ndarray, scale, shift, shape_zyx, order: int, dtype: np.
         shp = [1, 1, 1]
         shp[k] = -1
         w = w.reshape(shp)
-        a0 = np.take(a, i0, axis=k).astype(work, copy=False)
-        a1 = np.take(a, i1, axis=k).astype(work, copy=False)
-        a1 -= a0
-        a1 *= w
-        a0 += a1
-        a = a0
+        t0 = np.take(a, i0, axis=k)
+        res = np.subtract(np.take(a, i1, axis=k), t0, dtype=work)
+        res *= w
+        res += t0
+        a = res
     return a
 
 
 def _interp_block(chunks: list, spec: _BlockSpec) -> np.ndarray:
-    from scipy import ndimage
-
-    out = np.empty(spec.out_shape, dtype=spec.dtype)
     if not chunks:
+        out = np.empty(spec.out_shape, dtype=spec.dtype)
         out[...] = spec.fill
         return out
     if len(chunks) == 1:
@@ -247,22 +244,33 @@ def _interp_block(chunks: list, spec: _BlockSpec) -> np.ndarray:
         coords = np.stack([idx[..., 2], idx[..., 1], idx[..., 0]])  # (z, y, x) order
         del idx
     lead_trail_shapes = spec.out_shape[:nl] + spec.out_shape[nl + 3 :]
+    all_inside = bool(mask.all())
+    out = np.empty(spec.out_shape, dtype=spec.dtype) if lead_trail_shapes else None
     for pos in np.ndindex(*lead_trail_shapes):
         lp, tp = pos[:nl], pos[nl:]
         src3 = sub[lp + (slice(None),) * 3 + tp]
         if src3.dtype.kind in "iu" and src3.dtype.itemsize > 4 or src3.dtype == np.float16:
             src3 = src3.astype(np.float64)
-        o = np.empty(shape_zyx, dtype=work_dtype)
         if coords is None and diagonal:
-            o[...] = _separable(src3, np.diag(Mz), tz, shape_zyx, spec.order, np.dtype(work_dtype))
+            o = _separable(src3, np.diag(Mz), tz, shape_zyx, spec.order, np.dtype(work_dtype))
+            o = o.astype(work_dtype, copy=False)
         elif coords is None:
+            from scipy import ndimage
+
+            o = np.empty(shape_zyx, dtype=work_dtype)
             ndimage.affine_transform(src3, Mz, offset=tz, output_shape=shape_zyx, output=o,
                                      order=spec.order, mode="nearest", prefilter=spec.order > 1)
         else:
+            from scipy import ndimage
+
+            o = np.empty(shape_zyx, dtype=work_dtype)
             ndimage.map_coordinates(src3, coords, output=o, order=spec.order, mode="nearest",
                                     prefilter=spec.order > 1)
         res = o.view(bool) if spec.dtype == bool else o
-        res[~mask] = spec.fill
+        if not all_inside:
+            np.copyto(res, spec.fill, where=~mask, casting="unsafe")
+        if not lead_trail_shapes:
+            return res
         out[lp + (slice(None),) * 3 + tp] = res
     return out
 

@@ -1,0 +1,103 @@
+"""NIfTI export: dcmxr ``to_nifti`` vs nibabel, 512x512x300 int16.
+
+Each measurement runs in a fresh subprocess. dcmxr writes a lazy DataArray
+(``dask.array.from_array`` over an in-memory numpy array, with dcmxr x/y/z
+coordinates) slab by slab; nibabel writes the same in-memory array with
+``Nifti1Image(...).to_filename``. Reported: wall time of the write, the
+ratio dcmxr / nibabel, and peak resident memory above the process's peak
+once the input array exists (``ru_maxrss``), i.e. what the writer adds.
+
+    python benchmarks/bench_nifti.py [--repeat 3] [--nz 300]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+SHAPE_YX = (512, 512)
+
+
+def _child(mode: str, suffix: str, nz: int, out_dir: str) -> dict:
+    import resource
+    import time
+
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    arr = rng.integers(-1024, 3000, size=(nz,) + SHAPE_YX, dtype=np.int16)
+    path = os.path.join(out_dir, f"{mode}{suffix}")
+    if mode == "dcmxr":
+        import dask.array as dska
+        import xarray as xr
+
+        import dcmxr  # noqa: F401  (registers .dcm)
+        from dcmxr.export.nifti import to_nifti
+
+        da = xr.DataArray(
+            dska.from_array(arr, chunks=(8,) + SHAPE_YX),
+            dims=("z", "y", "x"),
+            coords={
+                "z": ("z", 1.25 * np.arange(nz), {"units": "mm", "direction": [0.0, 0.0, 1.0]}),
+                "y": ("y", 0.7 * np.arange(SHAPE_YX[0]) - 180, {"units": "mm", "direction": [0.0, 1.0, 0.0]}),
+                "x": ("x", 0.7 * np.arange(SHAPE_YX[1]) - 180, {"units": "mm", "direction": [1.0, 0.0, 0.0]}),
+            },
+            attrs={"modality": "CT"},
+        )
+        base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        t0 = time.perf_counter()
+        to_nifti(da, path, sidecar=False)
+        dt = time.perf_counter() - t0
+    else:
+        import nibabel as nib
+
+        aff = np.diag([-0.7, -0.7, 1.25, 1.0])
+        base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        t0 = time.perf_counter()
+        nib.Nifti1Image(arr.transpose(2, 1, 0), aff).to_filename(path)
+        dt = time.perf_counter() - t0
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    size = os.path.getsize(path)
+    os.remove(path)
+    return {"seconds": dt, "peak_mb": peak / 1024, "added_mb": (peak - base) / 1024, "bytes": size}
+
+
+def run(mode: str, suffix: str, nz: int, out_dir: str) -> dict:
+    code = (f"import json,sys; sys.path.insert(0, {os.path.dirname(os.path.abspath(__file__))!r}); "
+            f"from bench_nifti import _child; print(json.dumps(_child({mode!r}, {suffix!r}, {nz}, {out_dir!r})))")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--nz", type=int, default=300)
+    args = ap.parse_args(argv)
+    rows = []
+    with tempfile.TemporaryDirectory() as out_dir:
+        for suffix in (".nii", ".nii.gz"):
+            best = {}
+            for mode in ("nibabel", "dcmxr"):
+                runs = [run(mode, suffix, args.nz, out_dir) for _ in range(args.repeat)]
+                best[mode] = min(runs, key=lambda r: r["seconds"])
+                best[mode]["added_mb"] = max(r["added_mb"] for r in runs)
+            rows.append((suffix, best))
+    mb = args.nz * SHAPE_YX[0] * SHAPE_YX[1] * 2 / 2**20
+    print(f"NIfTI export of a {SHAPE_YX[1]}x{SHAPE_YX[0]}x{args.nz} int16 volume ({mb:.0f} MiB), "
+          f"best of {args.repeat} fresh processes\n")
+    print("| format | writer | time (s) | dcmxr / nibabel | peak RSS (MiB) | added over input (MiB) |")
+    print("|---|---|---:|---:|---:|---:|")
+    for suffix, best in rows:
+        for mode in ("nibabel", "dcmxr"):
+            r = best[mode]
+            ratio = r["seconds"] / best["nibabel"]["seconds"]
+            print(f"| {suffix} | {mode} | {r['seconds']:.3f} | {ratio:.2f} | {r['peak_mb']:.0f} | {r['added_mb']:.0f} |")
+
+
+if __name__ == "__main__":
+    main()
