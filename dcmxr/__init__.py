@@ -15,6 +15,7 @@ from .interop import (from_highdicom_volume, from_nibabel, from_simpleitk, to_hi
                       to_nibabel, to_simpleitk)
 from .assembly.series import list_series
 from .backend.api import open_series, open_study
+from .backend.nifti import open_nifti
 from .catalog.scan import scan
 
 try:
@@ -23,7 +24,7 @@ except PackageNotFoundError:  # pragma: no cover
     __version__ = "0+unknown"
 
 __all__ = [
-    "scan", "list_series", "open_series", "open_study", "errors", "__version__",
+    "scan", "list_series", "open_series", "open_study", "open_nifti", "errors", "__version__",
     "units", "interop", "plotting", "to_simpleitk", "from_simpleitk", "to_highdicom_volume",
     "from_highdicom_volume", "to_nibabel", "from_nibabel",
 ]

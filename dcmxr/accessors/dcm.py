@@ -190,6 +190,62 @@ class DcmAccessor:
 
         return quantify(self._obj)
 
+    # ------------------------------------------------------------------ exports
+    def to_nifti(self, path, sidecar: bool = True, *, dtype=None, compresslevel: int = 1):
+        """Write NIfTI-1 (+ BIDS JSON, .bval/.bvec); see :func:`dcmxr.export.nifti.to_nifti`."""
+        from ..export.nifti import to_nifti
+
+        return to_nifti(self._obj, path, sidecar, dtype=dtype, compresslevel=compresslevel)
+
+    def bids_sidecar(self) -> dict:
+        """The BIDS sidecar fields ``to_nifti`` would write; see :func:`dcmxr.export.bids.sidecar`."""
+        from ..export.bids import sidecar
+
+        return sidecar(self._obj)
+
+    # ---------------------------------------------------------------- transforms
+    def reorient(self, code: str = "RAS") -> xr.DataArray:
+        """Exact flips/transposes so index axes x, y, z point to ``code``; see dcmxr.transform.reorient."""
+        from ..transform import reorient
+
+        return reorient(self._obj, code)
+
+    def flip(self, dims) -> xr.DataArray:
+        """Reverse spatial dims keeping world positions; see dcmxr.transform.flip."""
+        from ..transform import flip
+
+        return flip(self._obj, dims)
+
+    def crop(self, box_or_mask, margin=0) -> xr.DataArray:
+        """Crop to an index/mm/world box or a mask's bounding box; see dcmxr.transform.crop."""
+        from ..transform import crop
+
+        return crop(self._obj, box_or_mask, margin=margin)
+
+    def pad(self, widths, value=0, **kwargs) -> xr.DataArray:
+        """Pad spatial dims, extending coordinates regularly; see dcmxr.transform.pad."""
+        from ..transform import pad
+
+        return pad(self._obj, widths, value, **kwargs)
+
+    def resample(self, spacing=None, method=None, **kwargs) -> xr.DataArray:
+        """Lazy resampling to a new spacing, same orientation and field of view; see dcmxr.transform.resample."""
+        from ..transform import resample
+
+        return resample(self._obj, spacing, method, **kwargs)
+
+    def resample_like(self, other, method=None, **kwargs) -> xr.DataArray:
+        """Lazy resampling onto ``other``'s grid; see dcmxr.transform.resample_like."""
+        from ..transform import resample_like
+
+        return resample_like(self._obj, other, method, **kwargs)
+
+    def deskew(self, method="linear", **kwargs) -> xr.DataArray:
+        """Resample a tilted stack onto an orthogonal grid; see dcmxr.transform.deskew."""
+        from ..transform import deskew
+
+        return deskew(self._obj, method, **kwargs)
+
 
 xr.register_dataarray_accessor("dcm")(DcmAccessor)
 xr.register_dataset_accessor("dcm")(DcmAccessor)

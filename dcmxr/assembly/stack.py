@@ -191,7 +191,8 @@ def _volume_times(t: pd.DataFrame, index: np.ndarray) -> np.ndarray | None:
     return None
 
 
-def assemble(stack: pd.DataFrame, *, dims: tuple[str, ...] | None = None) -> Grid:
+def assemble(stack: pd.DataFrame, *, dims: tuple[str, ...] | None = None,
+             fill_missing: bool = False) -> Grid:
     """Arrange one stack's frames on a grid.
 
     Parameters
@@ -200,6 +201,13 @@ def assemble(stack: pd.DataFrame, *, dims: tuple[str, ...] | None = None) -> Gri
         Rows of one stack (see :func:`split_stacks`).
     dims : tuple of str, optional
         DICOM keywords to use as leading dims (see :mod:`.volumes`).
+    fill_missing : bool
+        Accept N-D grids with missing frames (read as 0) instead of raising.
+
+    Raises
+    ------
+    GeometryError
+        Frames missing from a multi-volume grid (unless ``fill_missing``).
 
     Returns
     -------
@@ -232,18 +240,13 @@ def assemble(stack: pd.DataFrame, *, dims: tuple[str, ...] | None = None) -> Gri
     vols = volume_dims(t, cluster, m, dims=dims)
     only_repeat = vols.dims == ("t",) and vols.coords["t"][2] == ["__repeat__"]
     if not rep.uniform and (not vols.dims or only_repeat):
-        index = _uneven_repeats(t, order, rep, m, excluded)
+        index = _uneven_repeats(t, order, rep, m, excluded, fill_missing)
         vols = None
     else:
         index = vols.index
         missing = int((index < 0).sum())
         if missing:
-            warnings.warn(
-                f"{missing} frame(s) of the {'x'.join(map(str, index.shape))} grid "
-                f"{vols.dims + ('z',)} are missing and read as the fill value 0",
-                GeometryWarning,
-                stacklevel=3,
-            )
+            _report_missing(t, vols.dims, vols.coords, index, fill_missing)
     flat = index.reshape(-1, m)
     first_pos = np.array([pos[flat[:, c][flat[:, c] >= 0][0]] for c in range(m)])
     ps = t[["pixel_spacing_0", "pixel_spacing_1"]].to_numpy(float)[0]
@@ -280,7 +283,29 @@ def assemble(stack: pd.DataFrame, *, dims: tuple[str, ...] | None = None) -> Gri
                 lead_extra=vols.extra, regular=regular, tilt_deg=tilt, excluded=dropped_rows)
 
 
-def _uneven_repeats(t: pd.DataFrame, order: np.ndarray, rep, m: int, excluded: list) -> np.ndarray:
+def _report_missing(t: pd.DataFrame, dims: tuple, coords: dict, index: np.ndarray, fill_missing: bool) -> None:
+    """Frames missing from an N-D grid: an error naming them, or a warning with fill_missing."""
+    holes = np.argwhere(index < 0)
+    described = []
+    for h in holes[:5]:
+        parts = []
+        for d, i in zip(dims, h[:-1]):
+            values = coords[d][0] if d in coords else None
+            parts.append(f"{d}={values[i] if values is not None and len(values) > i else i}")
+        parts.append(f"z index {h[-1]}")
+        described.append("(" + ", ".join(parts) + ")")
+    more = f" and {len(holes) - 5} more" if len(holes) > 5 else ""
+    what = f"{len(holes)} frame(s) of the {'x'.join(map(str, index.shape))} grid {tuple(dims) + ('z',)} are missing: {', '.join(described)}{more}"
+    if not fill_missing:
+        raise GeometryError(
+            f"{what}. Drop the incomplete volumes with where={{...}}, choose other dims with dims=(...), "
+            f"or pass fill_missing=True to read them as 0"
+        )
+    warnings.warn(f"{what}; read as the fill value 0 (fill_missing=True)", GeometryWarning, stacklevel=4)
+
+
+def _uneven_repeats(t: pd.DataFrame, order: np.ndarray, rep, m: int, excluded: list,
+                    fill_missing: bool = False) -> np.ndarray:
     """Positions hold different numbers of frames and no attribute separates them.
 
     The most common count is the number of volumes; positions with more frames keep the
@@ -311,6 +336,8 @@ def _uneven_repeats(t: pd.DataFrame, order: np.ndarray, rep, m: int, excluded: l
                      f"(instance numbers {inst})")
         excluded.append(t.iloc[dropped].assign(reason="duplicate position"))
     if missing:
+        if k > 1 and not fill_missing:
+            _report_missing(t, ("t",), {}, index, fill_missing)
         parts.append(f"{missing} frame(s) are missing and read as the fill value 0")
     warnings.warn(
         f"positions hold different numbers of frames ({counts.min()}..{counts.max()}, "

@@ -29,6 +29,8 @@ def open_series(
     stack: int | None = None,
     dims: tuple[str, ...] | None = None,
     where: dict | None = None,
+    fill_missing: bool = False,
+    philips: str = "display",
     chunks: Any = "auto",
     raw: bool = False,
     cache: str | None = None,
@@ -59,6 +61,13 @@ def open_series(
         ``{"ImageType": "M", "EchoTime": 4.6}`` (keywords or table columns;
         strings match the whole value or one backslash-separated part;
         numbers match within 1e-6 relative).
+    fill_missing : bool
+        Read frames missing from a multi-volume grid as 0 (with a warning)
+        instead of raising :class:`~dcmxr.errors.GeometryError`.
+    philips : {"display", "precise"}
+        Philips values: "display" is the DICOM standard RescaleSlope/Intercept
+        value; "precise" is Philips' floating-point value (PV*RS + RI)/(RS*SS)
+        with the private scale slope, which dcm2niix writes by default.
     chunks : "auto", int, dict or tuple
         Frames per Dask chunk along the frame dims (``z``, ``t`` ...); rows and
         columns are never split. "auto" targets about 64 MB per chunk.
@@ -95,13 +104,13 @@ def open_series(
     remember(rows)
     stacks = split_stacks(rows)
     chosen, excluded = choose_stack(stacks, stack)
-    grid = assemble(chosen, dims=dims)
+    grid = assemble(chosen, dims=dims, fill_missing=fill_missing)
     if grid.excluded is not None and len(excluded):
         grid.excluded = pd.concat([excluded, grid.excluded], ignore_index=True)
     elif len(excluded):
         grid.excluded = excluded
     da = build_dataarray(grid, raw=raw, chunks=chunks, threads=threads, name="image",
-                         storage_options=storage_options)
+                         storage_options=storage_options, philips=philips)
     if cache is not None:
         from ..stores.cache import cached
 

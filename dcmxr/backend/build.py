@@ -111,13 +111,28 @@ def stored_dtype(row: pd.Series) -> np.dtype:
     return np.dtype(f"{'i' if signed else 'u'}{max(bits, 8) // 8}")
 
 
-def _rescale(t: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+def _rescale(t: pd.DataFrame, philips: str = "display") -> tuple[np.ndarray, np.ndarray]:
+    """Per-frame slope and intercept of the real-world values.
+
+    ``philips="precise"`` applies Philips' floating-point formula
+    FP = (PV*RS + RI) / (RS*SS) with the private scale slope SS (2005,100E), as
+    dcm2niix does by default; "display" (the default) is the standard DICOM
+    RescaleSlope/Intercept value PV*RS + RI.
+    """
     n = len(t)
     slope = pd.to_numeric(t["rescale_slope"], errors="coerce").to_numpy(float) if "rescale_slope" in t else np.ones(n)
     icpt = pd.to_numeric(t["rescale_intercept"], errors="coerce").to_numpy(float) if "rescale_intercept" in t else np.zeros(n)
     slope = np.where(np.isfinite(slope), slope, 1.0)
     icpt = np.where(np.isfinite(icpt), icpt, 0.0)
     slope = np.where(slope == 0, 1.0, slope)
+    if philips == "precise" and "philips_scale_slope" in t:
+        ss = pd.to_numeric(t["philips_scale_slope"], errors="coerce").to_numpy(float)
+        ok = np.isfinite(ss) & (ss != 0)
+        denom = np.where(ok, slope * np.where(ok, ss, 1.0), 1.0)
+        icpt = np.where(ok, icpt / denom, icpt)
+        slope = np.where(ok, slope / denom, slope)
+    elif philips not in ("display", "precise"):
+        raise ValueError(f"philips= must be 'display' or 'precise', not {philips!r}")
     return slope, icpt
 
 
@@ -210,7 +225,8 @@ def plan_chunks(lead_shape: tuple[int, ...], lead_dims: tuple[str, ...], frame_b
 
 
 def build_dataarray(grid: Grid, *, raw: bool = False, chunks: Any = "auto", threads: int = 1,
-                    name: str | None = None, storage_options: dict | None = None):
+                    name: str | None = None, storage_options: dict | None = None,
+                    philips: str = "display"):
     """Make the lazy DataArray for a grid.
 
     Parameters
@@ -240,7 +256,7 @@ def build_dataarray(grid: Grid, *, raw: bool = False, chunks: Any = "auto", thre
     stored = stored_dtype(first)
     if spp > 1 and str(first.get("photometric_interpretation", "")).startswith("YBR"):
         stored = np.dtype("uint8") if stored.itemsize == 1 else stored
-    slope, icpt = _rescale(t)
+    slope, icpt = _rescale(t, philips)
     dtype = stored if raw else output_dtype(t, stored, slope, icpt)
 
     refs = [_frameref(r) for _, r in t.iterrows()]
@@ -334,7 +350,7 @@ def _frame_coords(grid: Grid, t: pd.DataFrame, coords: dict, attrs: dict) -> Non
     idx = grid.index
     dims = grid.lead_dims
     for col in FRAME_COORDS:
-        if col not in t.columns or col in grid.lead_extra:
+        if col not in t.columns or col in grid.lead_extra or col in grid.lead_coords:
             continue
         if t[col].isna().all():
             continue

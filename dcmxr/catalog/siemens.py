@@ -15,6 +15,7 @@ WANTED = {
     "B_value": "csa_b_value",
     "DiffusionGradientDirection": "csa_gradient",
     "MosaicRefAcqTimes": "csa_slice_times",
+    "PhaseEncodingDirectionPositive": "csa_phase_positive",
 }
 
 
@@ -69,7 +70,7 @@ def _parse(blob: bytes) -> dict:
                 continue
             nums = [float(v) for v in vals]
             col = WANTED[name]
-            if name in ("NumberOfImagesInMosaic",):
+            if name in ("NumberOfImagesInMosaic", "PhaseEncodingDirectionPositive"):
                 out[col] = int(nums[0])
             elif name == "B_value":
                 out[col] = nums[0]

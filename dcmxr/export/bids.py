@@ -288,9 +288,11 @@ def phase_encoding(da: Any, table=None) -> tuple[str | None, int | None]:
         man = str(_value(da, table, "manufacturer") or "").upper()
         if man.startswith("SIEMENS"):
             pos = _siemens_csa_tag(str(table["path"].iloc[0]), "PhaseEncodingDirectionPositive")
-    if pos is None:
+    if isinstance(pos, (list, tuple, np.ndarray)):  # parse_csa returns lists of floats
+        pos = pos[0] if len(pos) else None
+    if pos is None or _missing(pos):
         return axis, None
-    return axis, 1 if int(pos) == 1 else -1
+    return axis, 1 if int(float(pos)) == 1 else -1
 
 
 # ---------------------------------------------------------------- slice timing

@@ -1,6 +1,6 @@
 """Exact reorientation: flips and axis permutations, no interpolation.
 
-Conventions (decided here, documented in docs/transforms.md)
+Conventions (decided here; the accessor and docs refer to this docstring)
 ------------------------------------------------------------
 *Dim names keep their meaning as the affine's index axes.* After
 ``reorient(da, "RAS")`` the dims are still ``(..., "z", "y", "x", ...)`` and
