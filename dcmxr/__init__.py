@@ -16,6 +16,7 @@ from .interop import (from_highdicom_volume, from_nibabel, from_simpleitk, to_hi
 from .assembly.series import list_series
 from .backend.api import open_series, open_study
 from .backend.nifti import open_nifti
+from .perfusion import discover, open_bids, open_perfusion
 from .catalog.scan import scan
 
 try:
@@ -25,6 +26,7 @@ except PackageNotFoundError:  # pragma: no cover
 
 __all__ = [
     "scan", "list_series", "open_series", "open_study", "open_nifti", "errors", "__version__",
+    "discover", "open_perfusion", "open_bids",
     "units", "interop", "plotting", "to_simpleitk", "from_simpleitk", "to_highdicom_volume",
     "from_highdicom_volume", "to_nibabel", "from_nibabel",
 ]

@@ -53,7 +53,7 @@ __all__ = [
 ]
 
 #: Units of scalar attrs written by :func:`dcmxr.open_series` (the attr value is a
-#: plain number in this unit). Mirrors ``dcmxr.backend.build._UNIT_OF_ATTR``.
+#: plain number in this unit). ``dcmxr.backend.build`` uses this table.
 ATTR_UNITS: dict[str, str] = {
     "slice_thickness": "mm",
     "spacing_between_slices": "mm",
@@ -65,6 +65,14 @@ ATTR_UNITS: dict[str, str] = {
     "kvp": "kV",
     "gantry_detector_tilt": "degree",
     "tilt_deg": "degree",
+    # perfusion acquisition parameters (dcmxr.perfusion.params.PARAM_UNITS)
+    "temporal_resolution": "s",
+    "post_labeling_delay": "s",
+    "labeling_duration": "s",
+    "bolus_cut_off_delay_time": "s",
+    "b_values": "s/mm**2",
+    "m0_scale": "dimensionless",
+    "labeling_efficiency": "dimensionless",
 }
 
 #: (UCUM code, DICOM code meaning, pint unit string), in lookup-priority order:

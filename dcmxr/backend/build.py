@@ -16,6 +16,7 @@ import pandas as pd
 from ..assembly.stack import FRAME_COORDS, Grid
 from ..decode.frameref import FrameRef
 from ..decode.plan import BlockSpec, load_block
+from ..units import ATTR_UNITS
 
 #: Target decoded bytes per chunk for chunks="auto".
 AUTO_CHUNK_BYTES = 64 * 2**20
@@ -56,16 +57,7 @@ SHARED_ATTRS = (
     "philips_scale_intercept",
 )
 
-_UNIT_OF_ATTR = {
-    "slice_thickness": "mm",
-    "spacing_between_slices": "mm",
-    "echo_time": "ms",
-    "repetition_time": "ms",
-    "inversion_time": "ms",
-    "flip_angle": "degree",
-    "magnetic_field_strength": "T",
-    "kvp": "kV",
-}
+_UNIT_OF_ATTR = ATTR_UNITS  # one table, owned by dcmxr.units
 
 
 def _num(v: Any) -> Any:
@@ -302,8 +294,8 @@ def build_dataarray(grid: Grid, *, raw: bool = False, chunks: Any = "auto", thre
     for d, (vals, cattrs) in grid.lead_coords.items():
         coords[d] = xr.Variable(d, _tidy(np.asarray(list(vals), dtype=object)) if len(vals) else vals,
                                 attrs={k: v for k, v in cattrs.items() if v is not None})
-    for name, (edims, vals, cattrs) in grid.lead_extra.items():
-        coords[name] = xr.Variable(edims, _tidy(np.asarray(list(vals), dtype=object)),
+    for cname, (edims, vals, cattrs) in grid.lead_extra.items():
+        coords[cname] = xr.Variable(edims, _tidy(np.asarray(list(vals), dtype=object)),
                                    attrs={k: v for k, v in cattrs.items() if v is not None})
     if spp > 1:
         coords["c"] = ("c", list("RGB") if spp == 3 else list(range(spp)))

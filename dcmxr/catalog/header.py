@@ -40,6 +40,8 @@ _ITEM = 0xFFFEE000
 _ITEM_DELIM = 0xFFFEE00D
 _SEQ_DELIM = 0xFFFEE0DD
 _UNDEFINED = 0xFFFFFFFF
+#: Deepest nesting of undefined-length sequences/items the walker follows.
+MAX_NESTING = 64
 
 _EXPL_LE = struct.Struct("<HH2sH")
 _EXPL_BE = struct.Struct(">HH2sH")
@@ -213,8 +215,15 @@ class _Walker:
             return (g << 16) | el, None, length, pos + 8
         return (g << 16) | el, vr, length, pos + 8
 
-    def skip_undefined(self, pos: int, implicit: bool, little: bool, end_tag: int) -> int:
-        """Skip a run of items/elements up to and including ``end_tag``."""
+    def skip_undefined(self, pos: int, implicit: bool, little: bool, end_tag: int, depth: int = 0) -> int:
+        """Skip a run of items/elements up to and including ``end_tag``.
+
+        ``depth`` counts the enclosing undefined-length sequences and items;
+        nesting deeper than ``MAX_NESTING`` is rejected (hostile files nest
+        thousands of levels to exhaust the stack).
+        """
+        if depth > MAX_NESTING:
+            raise InvalidDicomError(f"sequences nested more than {MAX_NESTING} levels deep")
         depth_guard = 0
         while True:
             depth_guard += 1
@@ -225,7 +234,7 @@ class _Walker:
                 return vstart
             if tag == _ITEM:
                 if length == _UNDEFINED:
-                    pos = self.skip_undefined(vstart, implicit, little, _ITEM_DELIM)
+                    pos = self.skip_undefined(vstart, implicit, little, _ITEM_DELIM, depth + 1)
                 else:
                     pos = vstart + length
                 continue
@@ -235,7 +244,7 @@ class _Walker:
                 # a nested SQ (or UN holding implicit-VR-LE items)
                 nested_implicit = implicit or vr == b"UN"
                 nested_little = little if vr != b"UN" else True
-                pos = self.skip_undefined(vstart, nested_implicit, nested_little, _SEQ_DELIM)
+                pos = self.skip_undefined(vstart, nested_implicit, nested_little, _SEQ_DELIM, depth + 1)
             else:
                 pos = vstart + length
 

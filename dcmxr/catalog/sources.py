@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import glob as _glob
 import os
+import warnings
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, Callable
 
-from ..errors import NotDicomError
+from ..errors import NotDicomError, SkippedFileWarning
 
 Source = str | os.PathLike | Sequence[str | os.PathLike]
 
@@ -97,12 +98,21 @@ def _expand_url(url: str, recursive: bool, storage_options: dict) -> list[str]:
     fs, path = fsspec.core.url_to_fs(url, **storage_options)
     protocol = fs.protocol[0] if isinstance(fs.protocol, (tuple, list)) else fs.protocol
     if any(ch in path for ch in "*?["):
-        paths = fs.glob(path)
-    elif fs.isdir(path):
-        paths = fs.find(path, maxdepth=None if recursive else 1)
+        paths = _as_oserror(url, lambda: fs.glob(path))
+    elif _isdir(fs, path):
+        paths = _as_oserror(url, lambda: fs.find(path, maxdepth=None if recursive else 1))
     else:
         paths = [path]
     return [fs.unstrip_protocol(p) if protocol not in ("http", "https") else p for p in sorted(paths)]
+
+
+def _isdir(fs: Any, path: str) -> bool:
+    """``fs.isdir`` that answers False when the server refuses to say (403, 500 ...):
+    the location is then read as a file, and a failing read skips it."""
+    try:
+        return bool(fs.isdir(path))
+    except Exception:  # noqa: BLE001 - backend-specific errors
+        return False
 
 
 def read_dicomdir(path: str) -> list[str]:
@@ -116,12 +126,17 @@ def read_dicomdir(path: str) -> list[str]:
         raise NotDicomError(f"{path}: not a readable DICOMDIR ({exc})") from exc
     root = os.path.dirname(os.path.abspath(path))
     out = []
+    escaping = []
     for rec in ds.get("DirectoryRecordSequence") or []:
         ref = rec.get("ReferencedFileID")
         if ref is None:
             continue
         parts = [ref] if isinstance(ref, str) else list(ref)
-        full = os.path.join(root, *parts)
+        full = os.path.normpath(os.path.join(root, *(str(p) for p in parts)))
+        if os.path.commonpath([root, full]) != root:
+            # ".." or absolute components: a DICOMDIR only references files below itself
+            escaping.append("\\".join(str(p) for p in parts))
+            continue
         if os.path.isfile(full):
             out.append(full)
         else:  # case-insensitive media
@@ -129,6 +144,13 @@ def read_dicomdir(path: str) -> list[str]:
                 if os.path.isfile(cand):
                     out.append(cand)
                     break
+    if escaping:
+        warnings.warn(
+            f"{path}: ignored {len(escaping)} ReferencedFileID(s) pointing outside the DICOMDIR's folder "
+            f"(e.g. {escaping[0]!r})",
+            SkippedFileWarning,
+            stacklevel=3,
+        )
     return out
 
 
@@ -148,12 +170,27 @@ def local_reader(path: str) -> tuple[Callable[[int, int], bytes], int, float, Ca
     return read, st.st_size, st.st_mtime, lambda: os.close(fd)
 
 
+def _as_oserror(url: str, fn: Callable[[], Any]) -> Any:
+    """Run an fsspec call; errors that are not OSError (e.g. aiohttp's ClientResponseError
+    for HTTP 403/500) become OSError naming the URL, so scans skip the file."""
+    try:
+        return fn()
+    except OSError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - fsspec backends raise their own types
+        raise OSError(f"{url}: {type(exc).__name__}: {exc}") from exc
+
+
 def remote_reader(url: str, storage_options: dict | None = None):
-    """Like :func:`local_reader` for an fsspec URL (ranged reads)."""
+    """Like :func:`local_reader` for an fsspec URL (ranged reads).
+
+    Backend errors other than ``OSError`` (HTTP status errors, ...) are
+    raised as ``OSError``.
+    """
     import fsspec
 
     fs, path = fsspec.core.url_to_fs(url, **(storage_options or {}))
-    info = fs.info(path)
+    info = _as_oserror(url, lambda: fs.info(path))
     size = info.get("size")
     mtime = info.get("mtime") or info.get("LastModified") or info.get("last_modified") or 0.0
     try:
@@ -165,7 +202,7 @@ def remote_reader(url: str, storage_options: dict | None = None):
         end = offset + n if size is None else min(offset + n, size)
         if end <= offset:
             return b""
-        return fs.cat_file(path, start=offset, end=end)
+        return _as_oserror(url, lambda: fs.cat_file(path, start=offset, end=end))
 
     return read, size, mtime, lambda: None
 

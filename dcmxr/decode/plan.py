@@ -66,14 +66,17 @@ def load_block(refs: tuple[FrameRef | None, ...], spec: BlockSpec) -> np.ndarray
     """
     from .codecs import decode_frames
 
-    out = np.empty(spec.shape + spec.frame_shape, dtype=spec.dtype)
-    flat = out.reshape((-1,) + spec.frame_shape)
     unique: dict[FrameRef, int] = {}
     for r in refs:
         if r is not None and r not in unique:
             unique[r] = len(unique)
+    # Decode before allocating the block: a header declaring huge Rows/Columns
+    # over a small codestream fails in the decoder (shape check) instead of
+    # first reserving gigabytes for the output.
     decoded = (decode_frames(list(unique), threads=spec.threads, storage_options=spec.storage_options)
                if unique else [])
+    out = np.empty(spec.shape + spec.frame_shape, dtype=spec.dtype)
+    flat = out.reshape((-1,) + spec.frame_shape)
     h, w = spec.frame_shape[:2]
     for i, r in enumerate(refs):
         if r is None:

@@ -181,12 +181,16 @@ def _read_fsspec(url: str, blocks: list[tuple[int, int, list[int]]], storage_opt
     stops = [b[1] for b in blocks]
     try:
         data = fs.cat_ranges([path] * len(blocks), starts, stops, on_error="raise")
+    except OSError:
+        raise
     except (AttributeError, NotImplementedError):  # pragma: no cover - very old fsspec
         with fs.open(path, "rb") as fh:
             data = []
             for start, stop in zip(starts, stops):
                 fh.seek(start)
                 data.append(fh.read(stop - start))
+    except Exception as exc:  # noqa: BLE001 - backend errors (HTTP status ...) surface as OSError
+        raise OSError(f"{url}: {type(exc).__name__}: {exc}") from exc
     return list(data)
 
 

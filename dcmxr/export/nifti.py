@@ -357,16 +357,20 @@ def to_nifti(
     hdr = nifti_header(canon, nifti_shape, out, affine)
 
     data = canon.data
-    if not isinstance(data, dska.Array):
-        data = dska.from_array(np.asarray(data), chunks=_contiguous_chunks(data.shape, out.itemsize, PIECE_BYTES))
-    if not _contiguous(data.chunks, data.shape):
+    in_memory = not isinstance(data, dska.Array)
+    scheduler = _local_scheduler(scheduler)
+    if in_memory:
+        data = np.asarray(data)
+    elif not _contiguous(data.chunks, data.shape):
         block = max(int(np.prod(c)) for c in _block_shapes(data.chunks)) * max(out.itemsize, src.itemsize)
         data = data.rechunk(_contiguous_chunks(data.shape, max(out.itemsize, src.itemsize), max(block, PIECE_BYTES)))
 
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".part")
     try:
-        if path.name.endswith(".gz"):
+        if in_memory:
+            _write_numpy(tmp, hdr, data, out.str, check, path.name.endswith(".gz"), compresslevel)
+        elif path.name.endswith(".gz"):
             block_bytes = max(int(np.prod(c)) for c in _block_shapes(data.chunks)) * out.itemsize
             batch = max(1, min(os.cpu_count() or 1, 8, PIECE_BYTES * 4 // max(block_bytes, 1)))
             with gzip.open(tmp, "wb", compresslevel=compresslevel) as fh:
@@ -391,6 +395,49 @@ def to_nifti(
 
         write_sidecars(canon, paths, affine)
     return path
+
+
+def _local_scheduler(scheduler: Any) -> Any:
+    """The scheduler to compute with: ``scheduler`` if given, else Dask's default, resolved cheaply.
+
+    Dask resolves its default by importing ``distributed`` (about 0.2 s the
+    first time) to look for a running client. No client can exist when
+    ``distributed`` was never imported, so then (and when no ``scheduler`` is
+    configured) the threaded scheduler, which Dask would pick, is used directly.
+    """
+    import sys
+
+    import dask
+
+    if scheduler is not None or dask.config.get("scheduler", None) is not None:
+        return scheduler
+    if "distributed" in sys.modules:
+        return None  # let Dask find a client, if there is one
+    import dask.threaded
+
+    return dask.threaded.get
+
+
+def _write_numpy(tmp: Path, hdr: Any, arr: np.ndarray, out_dtype: str, check_from: np.dtype | None,
+                 gz: bool, compresslevel: int) -> None:
+    """Write an in-memory array (already in file order) without Dask: header, then slabs.
+
+    Slabs of about :data:`PIECE_BYTES` bound the memory of dtype conversion;
+    when no conversion is needed the array's own buffer is written.
+    """
+    flat = arr.reshape(-1) if arr.flags.c_contiguous else None
+    opener = (lambda: gzip.open(tmp, "wb", compresslevel=compresslevel)) if gz else (lambda: open(tmp, "wb"))
+    with opener() as fh:
+        hdr.write_to(fh)
+        if flat is not None and check_from is None and flat.dtype == np.dtype(out_dtype):
+            fh.write(memoryview(flat).cast("B"))
+            return
+        if arr.ndim == 0 or arr.size == 0:
+            return
+        row = max(arr[0].size * max(np.dtype(out_dtype).itemsize, arr.itemsize), 1)
+        step = max(1, PIECE_BYTES // row)
+        for i in range(0, arr.shape[0], step):
+            fh.write(memoryview(_convert(arr[i:i + step], out_dtype, check_from)).cast("B"))
 
 
 def _block_shapes(chunks):

@@ -1,0 +1,147 @@
+"""Whole-slide reads: dcmxr.wsi vs wsidicom ``read_region`` (both 2 threads).
+
+Tasks, each in a fresh subprocess per tool (peak RSS from ``ru_maxrss``):
+
+* ``open``     open the slide (headers only);
+* ``regions``  200 random 512x512 regions at level 0 (same seed for both);
+* ``full``     the whole level 0 as one array.
+
+Tools: ``dcmxr`` (library default: pylibjpeg-libjpeg for JPEG baseline, the
+decoder pydicom uses, exact pydicom values), ``dcmxr-ic`` (imagecodecs /
+libjpeg-turbo first, via ``set_codec_order``; values differ from pydicom's by
+a few grey levels on 4:2:0 chroma) and ``wsidicom``. Note wsidicom returns the
+dicom-wsi-sample tiles without the YCbCr->RGB conversion dcmxr (and pydicom)
+applies, so it does slightly less work per pixel.
+
+Data: the real dicom-wsi-sample pyramid (level 0: 2220x2967, 500 px JPEG
+tiles) and a larger synthetic single-level slide built from its real level-0
+tiles (default 20000x20000; ``--size 40000`` for the issue's scale), written
+once into a temporary folder.
+
+    python benchmarks/bench_wsi.py [--size 20000] [--repeat 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+SAMPLE = Path(os.environ.get("DCMXR_TEST_DATA", Path(__file__).resolve().parents[2] / "shared" / "data")) / \
+    "wsi" / "dicom-wsi-sample" / "cmu-1-small-region"
+N_REGIONS, REGION = 200, 512
+
+
+def make_big(out: Path, size: int) -> Path:
+    """A TILED_FULL slide of ``size`` x ``size`` pixels cycling the sample's real level-0 tiles."""
+    import pydicom
+    from pydicom.encaps import encapsulate, generate_frames
+    from pydicom.uid import generate_uid
+
+    path = out / f"big-{size}.dcm"
+    if path.exists():
+        return path
+    (src,) = SAMPLE.glob("level-0-frames-*.dcm")
+    ds = pydicom.dcmread(src)
+    tiles = list(generate_frames(ds.PixelData, number_of_frames=int(ds.NumberOfFrames)))
+    n = -(-size // ds.Columns) * -(-size // ds.Rows)
+    ds.PixelData = encapsulate([tiles[i % len(tiles)] for i in range(n)])
+    ds.NumberOfFrames = n
+    ds.TotalPixelMatrixRows = ds.TotalPixelMatrixColumns = size
+    ds.SOPInstanceUID = generate_uid()
+    ds.SeriesInstanceUID = generate_uid()
+    ds.save_as(path, enforce_file_format=True)
+    return path
+
+
+def _child(tool: str, task: str, source: str) -> dict:
+    import resource
+    import time
+    import warnings
+
+    import numpy as np
+
+    warnings.simplefilter("ignore")
+    if tool.startswith("dcmxr"):
+        import dcmxr.wsi as dw
+        from dcmxr.decode import codecs, syntax
+
+        if tool == "dcmxr-ic":
+            codecs.set_codec_order(syntax.JPEG_BASELINE, ["imagecodecs.jpeg8", "pylibjpeg.libjpeg"])
+        t0 = time.perf_counter()
+        slide = dw.open_slide(source)
+        t_open = time.perf_counter() - t0
+        width, height = slide.attrs["level_dimensions"][0]
+    else:
+        from wsidicom import WsiDicom
+
+        t0 = time.perf_counter()
+        slide = WsiDicom.open(source)
+        t_open = time.perf_counter() - t0
+        width, height = slide.levels[0].size.width, slide.levels[0].size.height
+    rng = np.random.default_rng(0)
+    xs = rng.integers(0, width - REGION, N_REGIONS)
+    ys = rng.integers(0, height - REGION, N_REGIONS)
+    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    t0 = time.perf_counter()
+    checksum = 0
+    if task == "regions":
+        for x, y in zip(xs.tolist(), ys.tolist()):
+            if tool.startswith("dcmxr"):
+                arr = dw.read_region(slide, (x, y), 0, (REGION, REGION), threads=2).values
+            else:
+                arr = slide.read_region((x, y), 0, (REGION, REGION), threads=2, as_array=True)
+            checksum += int(arr[::97, ::89].sum())
+    elif task == "full":
+        if tool.startswith("dcmxr"):
+            arr = slide["level_0"]["image"].data.compute(scheduler="threads", num_workers=2)
+        else:
+            arr = slide.read_region((0, 0), 0, (width, height), threads=2, as_array=True)
+        checksum = int(arr.shape[0])
+    elapsed = time.perf_counter() - t0 if task != "open" else t_open
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return {"seconds": elapsed, "peak_mb": (peak - base) / 1024 if task != "open" else peak / 1024,
+            "checksum": checksum}
+
+
+def run(tool: str, task: str, source: str) -> dict:
+    out = subprocess.run([sys.executable, __file__, "--child", tool, task, source],
+                         capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--size", type=int, default=20000)
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--child", nargs=3)
+    args = ap.parse_args(argv)
+    if args.child:
+        print(json.dumps(_child(*args.child)))
+        return
+    tools = ["dcmxr", "dcmxr-ic", "wsidicom"]
+    with tempfile.TemporaryDirectory() as tmp:
+        big = make_big(Path(tmp), args.size)
+        datasets = [("sample 2220x2967", str(SAMPLE)), (f"synthetic {args.size}x{args.size}", str(big))]
+        print(f"| data | task | tool | seconds (median of {args.repeat}) | wsidicom / tool | peak MB |")
+        print("|---|---|---|---|---|---|")
+        for label, source in datasets:
+            for task in ("open", "regions", "full"):
+                res = {t: [] for t in tools}
+                for _ in range(args.repeat):
+                    for t in tools:  # interleaved so background load hits all alike
+                        res[t].append(run(t, task, source))
+                ref = statistics.median(r["seconds"] for r in res["wsidicom"])
+                for t in tools:
+                    sec = statistics.median(r["seconds"] for r in res[t])
+                    peak = max(r["peak_mb"] for r in res[t])
+                    print(f"| {label} | {task} | {t} | {sec:.3f} | {ref / sec:.2f}x | {peak:.0f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,596 @@
+"""DICOM tree -> one zarr v3 archive, losslessly.
+
+:func:`to_zarr` writes one group per series::
+
+    DST.zarr/                                   attrs {"dcmxr_archive": {"format": 1, "layout": ...}}
+    DST.zarr/<patient>/<study>/<series>/        attrs: the image attrs + {"dcmxr_archive": {...}}
+        image        the array as open_series gives it (dims, coords with units/direction)
+        image_frame  int, on the image's frame dims: which ``dicom_frame`` fills each position (-1 none)
+        header       (instance,)  every instance's header as DICOM JSON (all but pixel data)
+        file_meta    (instance,)  its file meta information as DICOM JSON
+        instance_uid (instance,)  SOP Instance UID of each header
+        frame_instance, frame_number, frame_slope, frame_intercept   (dicom_frame,)
+        frames       (dicom_frame, frame_row, frame_col[, frame_sample])  stored pixel values, only when
+                     ``image`` cannot give them back exactly (MOSAIC, several stacks, float rescale ...)
+    DST.zarr/<patient>/<study>/<series>_stackN/ further stacks of the series (image only)
+
+Series without pixel data (SR, RTSTRUCT, RTPLAN ...) get a group with the
+header variables only. A series group is *complete* when its
+``dcmxr_archive.complete`` attr is true; that attr is written last, after
+every array of the series (and its sibling stacks) is on disk, so an
+interrupted conversion never leaves a group that reads as complete. A rerun
+skips complete series (whose source files are unchanged) and rewrites
+incomplete ones.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..errors import DcmxrError, DcmxrWarning, ExportError, missing_dependency
+
+__all__ = ["to_zarr", "ArchiveReport", "archive_status", "series_groups", "ARCHIVE_FORMAT", "safe_name"]
+
+#: On-disk layout version.
+ARCHIVE_FORMAT = 1
+
+#: DICOM pixel data elements kept out of the JSON headers.
+PIXEL_TAGS = (0x7FE00008, 0x7FE00009, 0x7FE00010)
+
+
+@dataclass
+class ArchiveReport:
+    """What :func:`to_zarr` did.
+
+    Attributes
+    ----------
+    store : str
+    written : list of str
+        Group paths written in this run.
+    skipped : list of str
+        Group paths already complete (left as they were).
+    failed : list of dict
+        ``{"series_instance_uid", "group", "reason"}`` for each series that
+        could not be converted; the rest of the conversion went on.
+    uid_map : dict
+        Old -> new UIDs when ``deidentify=True`` (never stored in the archive);
+        empty otherwise.
+    """
+
+    store: str
+    written: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    failed: list[dict] = field(default_factory=list)
+    uid_map: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        """True when no series failed."""
+        return not self.failed
+
+
+# --------------------------------------------------------------------------- names
+def safe_name(value: Any, fallback: str) -> str:
+    """A group-name component from a DICOM value: no separators, no leading dots.
+
+    Characters outside ``[0-9A-Za-z_.-]`` become ``_``; leading dots are
+    stripped (no ``..``), and the result is at most 48 characters. When the
+    value had to change, 6 hex digits of its SHA-1 are appended so two
+    different values never share a name.
+    """
+    raw = "" if value is None or (isinstance(value, float) and value != value) else str(value).strip()
+    s = re.sub(r"[^0-9A-Za-z_.-]+", "_", raw).strip("_.")[:48]
+    if not s:
+        s = fallback
+    if s != raw and raw:
+        s = f"{s}_{hashlib.sha1(raw.encode()).hexdigest()[:6]}"
+    return s
+
+
+def _short(uid: Any) -> str:
+    return hashlib.sha1(str(uid).encode()).hexdigest()[:8]
+
+
+#: Columns that must agree for frames to share one array.
+_FORMAT = ("rows", "columns", "samples_per_pixel", "bits_allocated", "pixel_representation", "float_pixels",
+           "photometric_interpretation")
+
+
+def series_groups(table: pd.DataFrame) -> list[dict]:
+    """One entry per series of a scan table: its group path and rows.
+
+    Returns
+    -------
+    list of dict
+        ``{"uid", "path", "rows"}`` where ``rows`` is a DataFrame of the
+        series' frames (empty for series without pixel data, which carry
+        ``"files"`` instead). Paths are ``/<patient>/<study>/<series>``, made
+        with :func:`safe_name`; the study and series parts end in a short hash
+        of the UID so they never collide.
+    """
+    out = []
+
+    def path_of(first: dict) -> str:
+        patient = safe_name(first.get("patient_id"), "patient")
+        study = f"{safe_name(first.get('study_date'), 'study')}_{_short(first.get('study_instance_uid'))}"
+        num = first.get("series_number")
+        if isinstance(num, float) and num == num and num.is_integer():
+            num = int(num)
+        num = "" if num is None or (isinstance(num, float) and num != num) else str(num)
+        desc = first.get("series_description") or first.get("modality") or "series"
+        series = f"{safe_name(num, 'S')}_{safe_name(desc, 'series')}_{_short(first.get('series_instance_uid'))}"
+        return f"/{patient}/{study}/{series}"
+
+    if len(table) and "series_instance_uid" in table.columns:
+        key = table["series_instance_uid"].fillna("")
+        for uid, rows in table.groupby(key, sort=False):
+            rows = rows.sort_values(["path", "frame"], kind="stable").reset_index(drop=True)
+            # one group per frame format: a group's frames must share one shape and dtype
+            fmt = [c for c in _FORMAT if c in rows.columns]
+            parts = list(rows.groupby([rows[c].fillna(-1) for c in fmt], sort=True)) if fmt else [(None, rows)]
+            for k, (_, part) in enumerate(parts):
+                part = part.reset_index(drop=True)
+                suffix = "" if k == 0 else f"_fmt{k}"
+                out.append({"uid": uid, "path": path_of(part.iloc[0].to_dict()) + suffix, "rows": part,
+                            "files": None})
+    others: dict[str, list[dict]] = {}
+    for rec in table.attrs.get("non_image", []) or []:
+        others.setdefault(rec.get("series_instance_uid") or "", []).append(rec)
+    for uid, recs in others.items():
+        out.append({"uid": uid, "path": path_of(recs[0]), "rows": pd.DataFrame(),
+                    "files": sorted(r["path"] for r in recs)})
+    return out
+
+
+# --------------------------------------------------------------------------- headers
+def read_header_json(path: str, *, deid: Any = None) -> tuple[str, str, str]:
+    """``(sop_instance_uid, header_json, file_meta_json)`` of one file.
+
+    Everything but the pixel data elements is kept, with bulk data inline
+    (base64 ``InlineBinary``) and private elements as they are.
+    ``deid`` is ``(uid_map, salt)`` to apply the Basic Profile first.
+    """
+    import pydicom
+
+    ds = pydicom.dcmread(path, defer_size="256 KB", force=True)
+    for tag in PIXEL_TAGS:
+        if tag in ds:
+            del ds[tag]
+    if deid is not None:
+        from .deid import deidentify_dataset, new_uid
+
+        uid_map, salt = deid
+        deidentify_dataset(ds, uid_map, salt=salt)
+        for kw in ("MediaStorageSOPInstanceUID",):
+            if kw in ds.file_meta:
+                setattr(ds.file_meta, kw, new_uid(getattr(ds.file_meta, kw), uid_map, salt))
+    big = 2**62
+    try:
+        header = ds.to_json_dict(bulk_data_threshold=big)
+    except Exception:  # pydicom raises several types for bad values
+        header = ds.to_json_dict(bulk_data_threshold=big, suppress_invalid_tags=True)
+        warnings.warn(f"{path}: some invalid elements could not be kept in the archive header",
+                      DcmxrWarning, stacklevel=2)
+    meta = ds.file_meta.to_json_dict(bulk_data_threshold=big) if getattr(ds, "file_meta", None) else {}
+    return str(ds.get("SOPInstanceUID", "")), json.dumps(header), json.dumps(meta)
+
+
+# --------------------------------------------------------------------------- per series
+def _zarr():
+    try:
+        import zarr
+    except ImportError:
+        raise missing_dependency("zarr", "zarr") from None
+    return zarr
+
+
+def _compressors(compressor: Any, level: int):
+    zarr = _zarr()
+    if compressor is None or compressor == "none":
+        return None
+    if isinstance(compressor, str):
+        name = compressor.lower()
+        if name == "zstd":
+            return (zarr.codecs.ZstdCodec(level=level),)
+        if name in ("blosc", "blosc-zstd"):
+            return (zarr.codecs.BloscCodec(cname="zstd", clevel=level, shuffle="bitshuffle"),)
+        if name == "gzip":
+            return (zarr.codecs.GzipCodec(level=level),)
+        raise ValueError(f"unknown compressor {compressor!r}: use 'zstd', 'blosc', 'gzip', None or a zarr codec")
+    return tuple(compressor) if isinstance(compressor, (list, tuple)) else (compressor,)
+
+
+def _frames_per_chunk(frame_bytes: int, target: int) -> int:
+    return max(1, int(target // max(frame_bytes, 1)))
+
+
+def _exactly_invertible(grid, da, series_rows: pd.DataFrame, slope: np.ndarray, icpt: np.ndarray,
+                        stored: np.dtype, n_stacks: int) -> bool:
+    """Can every stored frame be recovered exactly from ``image``?"""
+    t = grid.table
+    if n_stacks != 1 or (grid.excluded is not None and len(grid.excluded)):
+        return False
+    if "tile_row0" in t.columns and t["tile_row0"].notna().any():
+        return False
+    idx = grid.index.ravel()
+    if len(t) != len(series_rows) or (idx < 0).sum() + len(t) != idx.size or len(np.unique(idx[idx >= 0])) != len(t):
+        return False
+    if np.all(slope == 1) and np.all(icpt == 0) and da.dtype == stored:
+        return True
+    ints = np.all(np.mod(slope, 1) == 0) and np.all(np.mod(icpt, 1) == 0) and np.all(slope != 0)
+    return bool(ints and da.dtype.kind in "iu" and stored.kind in "iu")
+
+
+def _frames_dask(rows: pd.DataFrame, dtype: np.dtype, frame_shape: tuple, per_chunk: int):
+    import dask.array as dska
+    from dask.base import tokenize
+
+    from ..backend.build import _frameref
+    from ..decode.plan import BlockSpec, load_block
+
+    refs = [_frameref(r) for _, r in rows.iterrows()]
+    name = "dcmxr-frames-" + tokenize(tuple(refs), dtype.str, per_chunk)
+    dsk, chunks = {}, []
+    for b, s in enumerate(range(0, len(refs), per_chunk)):
+        part = tuple(refs[s:s + per_chunk])
+        chunks.append(len(part))
+        spec = BlockSpec(shape=(len(part),), frame_shape=frame_shape, dtype=dtype.str)
+        dsk[(name, b) + (0,) * len(frame_shape)] = (load_block, part, spec)
+    return dska.Array(dsk, name, chunks=(tuple(chunks),) + tuple((n,) for n in frame_shape), dtype=dtype)
+
+
+def _deid_attrs(obj: Any, uid_map: dict, salt: str) -> None:
+    """Drop identifying attrs/coords of an xarray object and remap UIDs in place."""
+    from .deid import BASIC_PROFILE, new_uid
+
+    snake = {re.sub(r"(?<!^)(?=[A-Z])", "_", k).lower() for k in BASIC_PROFILE}
+    snake |= {"patient_name", "patient_id", "study_date", "series_date", "acquisition_date", "content_date",
+              "study_time", "series_time", "acquisition_time", "content_time", "acquisition_date_time",
+              "frame_acquisition_date_time"}
+    keep = {"sop_class_uid", "transfer_syntax_uid"}
+    for k in list(obj.attrs):
+        if k in snake:
+            del obj.attrs[k]
+        elif k.endswith("_uid") and k not in keep and isinstance(obj.attrs[k], str):
+            obj.attrs[k] = new_uid(obj.attrs[k], uid_map, salt)
+    for name in list(obj.coords):
+        if name in snake and name not in obj.dims:
+            obj = obj.drop_vars(name)
+            continue
+        if name.endswith("_uid") and name not in keep:
+            vals = obj.coords[name].values
+            mapped = np.vectorize(lambda v: new_uid(v, uid_map, salt) if v else v, otypes=[object])(vals)
+            obj = obj.assign_coords({name: (obj.coords[name].dims, mapped, obj.coords[name].attrs)})
+    return obj
+
+
+def _build_series(entry: dict, *, deid: Any, chunk_bytes: int, workers: int) -> dict:
+    """The xarray Datasets of one series: ``{group_path: Dataset}`` (first = the series group)."""
+    import xarray as xr
+
+    from ..assembly.stack import assemble, choose_stack, split_stacks
+    from ..backend.build import _rescale, build_dataarray, stored_dtype
+
+    path = entry["path"]
+    rows: pd.DataFrame = entry["rows"]
+    files = entry["files"] if entry["files"] is not None else list(dict.fromkeys(rows["path"]))
+    with ThreadPoolExecutor(max(1, workers)) as pool:
+        heads = list(pool.map(lambda f: read_header_json(f, deid=deid), files))
+    sops = [h[0] for h in heads]
+    base = xr.Dataset(
+        {"header": ("instance", np.array([h[1] for h in heads], dtype=object)),
+         "file_meta": ("instance", np.array([h[2] for h in heads], dtype=object))},
+        coords={"instance_uid": ("instance", np.array(sops, dtype=object))},
+    )
+    marker: dict[str, Any] = {"format": ARCHIVE_FORMAT, "series_instance_uid": entry["uid"],
+                              "n_instances": len(files), "stacks": [], "frames_stored": False,
+                              "source": [[f, os.path.getsize(f) if os.path.exists(f) else None] for f in files]}
+    out: dict[str, xr.Dataset] = {}
+    if rows.empty:
+        out[path] = base
+        return {"datasets": out, "marker": marker}
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            stacks = list(split_stacks(rows))
+            order = sorted(range(len(stacks)), key=lambda i: -len(stacks[i]))
+            chosen, _ = choose_stack(stacks, None)
+            grids = [assemble(chosen)] + [assemble(stacks[i]) for i in order[1:]]
+    except DcmxrError as exc:  # keep the series losslessly even when it does not assemble
+        grids = []
+        marker["image_error"] = f"{type(exc).__name__}: {exc}"
+    first = rows.iloc[0]
+    stored = stored_dtype(first)
+    spp = int(first.get("samples_per_pixel") or 1)
+    if spp > 1 and str(first.get("photometric_interpretation", "")).startswith("YBR"):
+        stored = np.dtype("uint8") if stored.itemsize == 1 else stored
+    frame_shape = (int(first["rows"]), int(first["columns"])) + ((spp,) if spp > 1 else ())
+    key_of = {(p, int(f)): i for i, (p, f) in enumerate(zip(rows["path"], rows["frame"]))}
+    inst_of = {f: i for i, f in enumerate(files)}
+    frame_bytes = int(np.prod(frame_shape)) * 8
+
+    slope, icpt = _rescale(rows)
+    fr = xr.Dataset(
+        {"frame_instance": ("dicom_frame", np.array([inst_of[p] for p in rows["path"]], dtype=np.int64)),
+         "frame_number": ("dicom_frame", rows["frame"].to_numpy(dtype=np.int64)),
+         "frame_slope": ("dicom_frame", np.asarray(slope, dtype=np.float64)),
+         "frame_intercept": ("dicom_frame", np.asarray(icpt, dtype=np.float64))})
+
+    def add_frames():
+        per = _frames_per_chunk(int(np.prod(frame_shape)) * stored.itemsize, chunk_bytes)
+        fdims = ("dicom_frame", "frame_row", "frame_col") + (("frame_sample",) if spp > 1 else ())
+        fr["frames"] = (fdims, _frames_dask(rows, stored, frame_shape, per))
+        marker["frames_stored"] = True
+
+    if not grids:
+        add_frames()
+        out[path] = xr.merge([base, fr])
+        out[path].attrs["dcmxr_encoding"] = {"stored_dtype": stored.str}
+        return {"datasets": out, "marker": marker}
+    for k, grid in enumerate(grids):
+        da = build_dataarray(grid, chunks=_frames_per_chunk(frame_bytes, chunk_bytes), name="image")
+        enc = dict(da.encoding)
+        da.encoding = {}
+        gt = grid.table
+        src = np.array([key_of.get((p, int(f)), -1) for p, f in zip(gt["path"], gt["frame"])])
+        pos = np.where(grid.index >= 0, src[np.clip(grid.index, 0, None)], -1)
+        img_frame = xr.DataArray(pos.astype(np.int64), dims=da.dims[:grid.index.ndim])
+        if deid is not None:
+            da = _deid_attrs(da, *deid)
+        ds = xr.Dataset({"image": da, "image_frame": img_frame})
+        ds.attrs = dict(da.attrs)
+        ds.attrs["dcmxr_encoding"] = {k2: v for k2, v in enc.items() if k2 != "preferred_chunks"}
+        if k == 0:
+            if not _exactly_invertible(grid, da, rows, *_rescale(gt), stored, len(grids)):
+                add_frames()
+            series_ds = xr.merge([ds, base, fr], combine_attrs="override")
+            series_ds.attrs = ds.attrs
+            out[path] = series_ds
+        else:
+            spath = f"{path}_stack{k}"
+            marker["stacks"].append(spath)
+            out[spath] = ds
+    return {"datasets": out, "marker": marker}
+
+
+def _encoding(ds, compressors, shard_frames: bool) -> dict:
+    enc: dict[str, dict] = {}
+    for name, var in ds.data_vars.items():
+        e: dict[str, Any] = {}
+        if var.dtype.kind in "iufb":
+            e["compressors"] = compressors
+            if var.chunks is not None:
+                inner = tuple(c[0] for c in var.chunks)
+                if shard_frames and var.ndim > 2:
+                    e["shards"] = inner
+                    e["chunks"] = (1,) * (var.ndim - 2) + inner[-2:] if var.ndim > 2 else inner
+                else:
+                    e["chunks"] = inner
+        elif var.dtype.kind == "O":
+            e["compressors"] = compressors
+        enc[name] = e
+    return enc
+
+
+def _group_complete(root, path: str, marker: dict) -> bool:
+    try:
+        g = root[path.strip("/")]
+    except KeyError:
+        return False
+    m = dict(g.attrs).get("dcmxr_archive") or {}
+    return bool(m.get("complete")) and m.get("source") == marker["source"]
+
+
+def _delete(root, path: str) -> None:
+    try:
+        del root[path.strip("/")]
+    except KeyError:
+        pass
+
+
+def archive_status(store: Any) -> pd.DataFrame:
+    """One row per series group of an archive: path, series UID, complete.
+
+    Parameters
+    ----------
+    store : str or zarr store
+
+    Returns
+    -------
+    DataFrame
+        Columns ``group, series_instance_uid, complete, frames_stored, n_instances``.
+    """
+    zarr = _zarr()
+    root = zarr.open_group(store, mode="r")
+    recs = []
+    for name, g in root.groups():
+        _walk(g, "/" + name, recs)
+    return pd.DataFrame(recs, columns=["group", "series_instance_uid", "complete", "frames_stored", "n_instances"])
+
+
+def _walk(g, path: str, recs: list) -> None:
+    m = dict(g.attrs).get("dcmxr_archive")
+    if m is not None and "series_instance_uid" in m:
+        recs.append({"group": path, "series_instance_uid": m["series_instance_uid"],
+                     "complete": bool(m.get("complete")), "frames_stored": bool(m.get("frames_stored")),
+                     "n_instances": m.get("n_instances")})
+        return
+    for name, child in g.groups():
+        _walk(child, f"{path}/{name}", recs)
+
+
+def to_zarr(
+    source: Any,
+    store: Any,
+    *,
+    layout: str = "dicom",
+    compressor: Any = "zstd",
+    level: int = 3,
+    shards: bool = False,
+    chunk_mb: float = 16,
+    deidentify: bool = False,
+    salt: str = "",
+    progress: bool = True,
+    workers: int | None = None,
+    overwrite: bool = False,
+    storage_options: dict | None = None,
+) -> ArchiveReport:
+    """Convert a DICOM tree into one zarr v3 archive (a group per series).
+
+    Parameters
+    ----------
+    source : path, glob, list, DICOMDIR or a table from :func:`dcmxr.scan`
+        Any mix of patients, studies, series and modalities.
+    store : str or zarr store
+        The destination (created if absent; an existing archive is resumed).
+    layout : {"dicom", "ome"}
+        "dicom" (default) keeps every header and enough pixel data to write
+        the DICOM back losslessly (:func:`dcmxr.stores.to_dicom`); "ome" adds
+        OME-NGFF multiscales metadata to each image (see :mod:`dcmxr.stores.ome`).
+    compressor : "zstd", "blosc", "gzip", None, or zarr codec(s)
+        Lossless compression of every array.
+    level : int
+        Compression level.
+    shards : bool
+        Store each Dask chunk as one shard of single-frame inner chunks (few
+        files, frame-level reads).
+    chunk_mb : float
+        Target size of one chunk (one Dask task) in MB.
+    deidentify : bool
+        Apply the DICOM PS3.15 Basic Profile to headers, attrs and coordinates
+        (see :mod:`dcmxr.stores.deid`); the old -> new UID map is returned in
+        the report and not stored.
+    salt : str
+        Make de-identified UIDs reproducible across runs.
+    progress : bool
+        Show a progress bar (tqdm) over series.
+    workers : int, optional
+        Threads for header reads and the Dask threaded scheduler.
+    overwrite : bool
+        Rewrite series that are already complete.
+    storage_options : dict, optional
+        fsspec options for remote sources.
+
+    Returns
+    -------
+    ArchiveReport
+        Groups written, skipped (already complete) and failed (with reasons).
+    """
+    import dask
+
+    zarr = _zarr()
+    from ..catalog.scan import scan
+
+    if layout not in ("dicom", "ome"):
+        raise ValueError(f"layout must be 'dicom' or 'ome', not {layout!r}")
+    table = source if isinstance(source, pd.DataFrame) else scan(source, storage_options=storage_options)
+    workers = workers or min(8, os.cpu_count() or 1)
+    compressors = _compressors(compressor, level)
+    try:
+        root = zarr.open_group(store, mode="a", zarr_format=3)
+        meta = dict(root.attrs).get("dcmxr_archive")
+        if meta is None:
+            root.attrs["dcmxr_archive"] = {"format": ARCHIVE_FORMAT, "layout": layout}
+    except (OSError, PermissionError) as exc:
+        raise ExportError(f"cannot write the archive at {store}: {exc}") from exc
+    report = ArchiveReport(store=str(store))
+    deid = (report.uid_map, salt) if deidentify else None
+    entries = series_groups(table)
+    bar = _bar(len(entries), progress)
+    for entry in entries:
+        gpath = entry["path"]
+        try:
+            built = _build_series(entry, deid=deid, chunk_bytes=int(chunk_mb * 2**20), workers=workers)
+            if deid is not None:
+                built = _rename_deid(built, entry)
+            marker = built["marker"]
+            gpath = next(iter(built["datasets"]))
+            if not overwrite and _group_complete(root, gpath, marker):
+                report.skipped.append(gpath)
+                continue
+            for p in [gpath] + marker["stacks"]:
+                _delete(root, p)
+            with dask.config.set(scheduler="threads", num_workers=workers):
+                for p, ds in list(built["datasets"].items())[::-1]:  # series group last
+                    ds.to_zarr(store, group=p.strip("/"), mode="w", zarr_format=3, consolidated=False,
+                               encoding=_encoding(ds, compressors, shards))
+                    if layout == "ome" and "image" in ds:
+                        from .ome import write_ome_metadata
+
+                        write_ome_metadata(store, p, ds["image"])
+            g = zarr.open_group(store, path=gpath.strip("/"), mode="r+")
+            g.attrs["dcmxr_archive"] = {**marker, "complete": True}
+            report.written.append(gpath)
+        except (DcmxrError, OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:
+            report.failed.append({"series_instance_uid": entry["uid"], "group": gpath,
+                                  "reason": f"{type(exc).__name__}: {exc}"})
+        finally:
+            bar.update(1)
+    bar.close()
+    try:
+        zarr.consolidate_metadata(store)
+    except Exception as exc:  # consolidation is an optimisation; never lose a finished archive to it
+        warnings.warn(f"could not consolidate metadata of {store}: {exc}", DcmxrWarning, stacklevel=2)
+    if report.failed:
+        warnings.warn(f"{len(report.failed)} series failed to convert: "
+                      + "; ".join(f"{f['group']}: {f['reason']}" for f in report.failed[:5]),
+                      DcmxrWarning, stacklevel=2)
+    return report
+
+
+def _rename_deid(built: dict, entry: dict) -> dict:
+    """Re-derive group names from the de-identified header values."""
+    ds0 = next(iter(built["datasets"].values()))
+    head = json.loads(str(ds0["header"].values[0]))
+
+    def val(tag):
+        v = head.get(tag, {}).get("Value")
+        return v[0] if v else None
+
+    new_first = {"patient_id": val("00100020") or "", "study_date": val("00080020"),
+                 "study_instance_uid": val("0020000D"), "series_number": val("00200011"),
+                 "series_description": None, "modality": val("00080060"),
+                 "series_instance_uid": val("0020000E")}
+    patient = safe_name(new_first["patient_id"], "patient")
+    study = f"{safe_name(new_first['study_date'], 'study')}_{_short(new_first['study_instance_uid'])}"
+    num = new_first["series_number"]
+    series = (f"{safe_name('' if num is None else num, 'S')}_{safe_name(new_first['modality'], 'series')}"
+              f"_{_short(new_first['series_instance_uid'])}")
+    newpath = f"/{patient}/{study}/{series}"
+    old = entry["path"]
+    ds_new = {p.replace(old, newpath, 1): d for p, d in built["datasets"].items()}
+    marker = dict(built["marker"])
+    marker["series_instance_uid"] = new_first["series_instance_uid"]
+    marker["stacks"] = [p.replace(old, newpath, 1) for p in marker["stacks"]]
+    marker["source"] = [[_short(f), s] for f, s in marker["source"]]
+    return {"datasets": ds_new, "marker": marker}
+
+
+def _bar(total: int, enabled: bool):
+    if enabled:
+        try:
+            from tqdm.auto import tqdm
+
+            return tqdm(total=total, desc="series", unit="series")
+        except ImportError:  # pragma: no cover - tqdm is a core dependency
+            pass
+
+    class _Null:
+        def update(self, n):
+            pass
+
+        def close(self):
+            pass
+
+    return _Null()
