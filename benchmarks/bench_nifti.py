@@ -91,9 +91,12 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--nz", type=int, default=300)
+    ap.add_argument("--out-dir", default=None,
+                    help="where the files go (default: a temporary directory; /dev/shm takes disk "
+                         "write-back, a large source of noise, out of the timings)")
     args = ap.parse_args(argv)
     rows = []
-    with tempfile.TemporaryDirectory() as out_dir:
+    with tempfile.TemporaryDirectory(dir=args.out_dir) as out_dir:
         for suffix in (".nii", ".nii.gz"):
             runs: dict[str, list] = {m: [] for m in MODES}
             for _ in range(args.repeat):

@@ -22,9 +22,11 @@ Contenders, each in a fresh subprocess (peak RSS = the child's ``ru_maxrss``):
 Both writers get the same segment descriptions and BINARY type; the outputs
 are checked to hold the same frames and voxels. Usage::
 
-    python benchmarks/bench_seg.py [--nz 300] [--segments 100]
+    python benchmarks/bench_seg.py [--nz 300] [--segments 100] [--repeat 3]
 
-prints a markdown table with the ratios dcmxr / highdicom.
+prints a markdown table with the ratios dcmxr / highdicom (fastest of ``--repeat``
+runs each; peak RSS of that run). Import costs are excluded for every
+contender (highdicom, xarray and dask are imported before the clock starts).
 """
 
 from __future__ import annotations
@@ -88,7 +90,11 @@ def child(which: str, nz: int, n: int, out: str) -> dict:
 
     warnings.simplefilter("ignore")
     src = ensure_source(nz)
-    import highdicom  # noqa: F401  (import cost excluded for every contender)
+    import dask.array  # noqa: F401  (import costs excluded for every contender)
+    import highdicom  # noqa: F401
+    import xarray
+
+    xarray.DataArray(np.zeros(2)) + 1  # xarray imports its duck-array modules on first use
 
     t0 = time.perf_counter()
     made = 0.0
@@ -167,6 +173,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--nz", type=int, default=300)
     ap.add_argument("--segments", type=int, default=100)
+    ap.add_argument("--repeat", type=int, default=3, help="runs per contender; the fastest is reported")
     ap.add_argument("--child")
     ap.add_argument("--out")
     args = ap.parse_args()
@@ -180,10 +187,13 @@ def main() -> None:
     for which, out in (("write_dcmxr", paths["dcmxr"]), ("write_dcmxr_memory", paths["dcmxr"] + ".mem"),
                        ("write_highdicom", paths["highdicom"]),
                        ("read_dcmxr", paths["highdicom"]), ("read_highdicom", paths["highdicom"])):
-        p = subprocess.run([sys.executable, __file__, "--child", which, "--nz", str(args.nz),
-                            "--segments", str(args.segments), "--out", out],
-                           capture_output=True, text=True, check=True)
-        res[which] = json.loads(p.stdout.strip().splitlines()[-1])
+        runs = []
+        for _ in range(args.repeat):  # interleaved machines are noisy: keep the fastest run
+            p = subprocess.run([sys.executable, __file__, "--child", which, "--nz", str(args.nz),
+                                "--segments", str(args.segments), "--out", out],
+                               capture_output=True, text=True, check=True)
+            runs.append(json.loads(p.stdout.strip().splitlines()[-1]))
+        res[which] = min(runs, key=lambda r: r["seconds"])
     assert res["write_dcmxr"]["frames"] == res["write_highdicom"]["frames"], res
     assert res["read_dcmxr"]["voxels"] == res["read_highdicom"]["voxels"], res
     mask_mb = args.nz * SIZE * SIZE / 2**20  # the uint8 label volume

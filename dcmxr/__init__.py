@@ -17,6 +17,7 @@ from .assembly.series import list_series
 from .backend.api import open_series, open_study
 from .backend.nifti import open_nifti
 from .perfusion import discover, open_bids, open_perfusion
+from .wsi import list_slides, open_slide, open_slides
 from .catalog.scan import scan
 
 try:
@@ -26,7 +27,7 @@ except PackageNotFoundError:  # pragma: no cover
 
 __all__ = [
     "scan", "list_series", "open_series", "open_study", "open_nifti", "errors", "__version__",
-    "discover", "open_perfusion", "open_bids",
+    "discover", "open_perfusion", "open_bids", "open_slide", "open_slides", "list_slides",
     "units", "interop", "plotting", "to_simpleitk", "from_simpleitk", "to_highdicom_volume",
     "from_highdicom_volume", "to_nibabel", "from_nibabel",
 ]

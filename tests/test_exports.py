@@ -348,7 +348,8 @@ def test_paramap_bad_input(ct, tmp_path, case, match):
 # ------------------------------------------------------------------ SR
 def test_sr_round_trip_values_from_numpy_and_valid(ct, labels, tmp_path):
     seg_path, sr_path = tmp_path / "seg.dcm", tmp_path / "sr.dcm"
-    measurement_report(ct, labels, ("volume", "mean", "max", "std"), segments={1: "liver", 2: "tumor"},
+    measurement_report(ct, labels, ("volume", "mean", "min", "max", "std", "median"),
+                       segments={1: "liver", 2: "tumor"},
                        finding_sites={2: "liver"}, seg_path=seg_path, path=sr_path)
     assert _dciodvfy_errors(sr_path) == []
     dump = _dsrdump(sr_path)
@@ -362,6 +363,8 @@ def test_sr_round_trip_values_from_numpy_and_valid(ct, labels, tmp_path):
         assert g["value"]["Volume"] == pytest.approx((lab == n).sum() * voxel, rel=1e-9)
         assert g["value"]["Mean"] == pytest.approx(v[lab == n].mean(), rel=1e-9)
         assert g["value"]["Maximum"] == v[lab == n].max()
+        assert g["value"]["Minimum"] == v[lab == n].min()
+        assert g["value"]["Median"] == np.median(v[lab == n])
         assert g["value"]["Standard Deviation"] == pytest.approx(v[lab == n].std(), rel=1e-9)
         assert g["unit"]["Volume"] == "mm3" and g["unit"]["Mean"] == "[hnsf'U]"
         assert set(g["referenced_segment"]) == {n}
@@ -397,6 +400,26 @@ def test_dcmqi_sr_groups_match_highdicom_parser():
         assert set(rows.tracking_id) == {g.tracking_identifier}
         assert set(rows.tracking_uid) == {g.tracking_uid}
         assert sorted(rows.value) == sorted(float(m.value) for m in g.get_measurements())
+
+
+def test_sr_overlapping_segments_from_a_seg_file(ct, tmp_path):
+    """Overlapping masks take the per-segment path; values still match numpy."""
+    masks = xr.Dataset({"liver": ct > 0, "lesion": ct > 100})
+    seg_path = tmp_path / "ov.dcm"
+    to_seg(masks, ct, path=seg_path)
+    table = open_sr(_write_sr(ct, seg_path, tmp_path))
+    v = ct.values.astype(float)
+    for name, m in (("liver", (ct > 0).values), ("lesion", (ct > 100).values)):
+        g = table[table.tracking_id == name].set_index("concept")["value"]
+        assert g["Mean"] == pytest.approx(v[m].mean(), rel=1e-9)
+        assert g["Maximum"] == v[m].max()
+
+
+def _write_sr(ct, seg_path, tmp_path):
+    path = tmp_path / "sr_ov.dcm"
+    measurement_report(ct, seg_path, ("volume", "mean", "max"), path=path)
+    assert _dciodvfy_errors(path) == []
+    return path
 
 
 def test_sr_bad_measurement_name(ct, labels):

@@ -81,7 +81,7 @@ def test_scan_on_client_equals_local_scan(client, tree):
         local = dcmxr.scan(str(tree), progress=False)
     with pytest.warns(dcmxr.errors.SkippedFileWarning):
         remote, tasks = _scan_tasks_ran_on_workers(
-            client, lambda: scan_on_client(str(tree), client, batch_size=4))
+            client, lambda: scan_on_client(str(tree), client, batch_size=2))
     assert len(tasks) >= 4  # the files really were split over several tasks
     _frames_equal(remote, local)
     assert sorted(s["path"] for s in remote.attrs["skipped"]) == sorted(s["path"] for s in local.attrs["skipped"])

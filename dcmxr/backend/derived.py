@@ -142,8 +142,7 @@ def open_seg(path: str | Path, like: Any = None, *, combine: bool | None = None)
     kw = dict(segment_numbers=numbers, combine_segments=bool(combine), relabel=False)
     if seg_type == "FRACTIONAL" and not combine:
         kw["rescale_fractional"] = True
-    elif not combine:
-        kw["dtype"] = bool
+
     try:
         if "TotalPixelMatrixRows" in ds:
             arr = np.asarray(seg.get_total_pixel_matrix(**kw))
@@ -163,7 +162,7 @@ def open_seg(path: str | Path, like: Any = None, *, combine: bool | None = None)
         da = da.rename({da.dims[0]: "segment"}) if da.dims[0] != "segment" else da
         da = da.assign_coords(segment=("segment", numbers), segment_label=("segment", labels))
         if seg_type != "FRACTIONAL":
-            da = da.astype(bool)
+            da = da.copy(data=np.asarray(da.values).view(bool)) if da.dtype == np.uint8 else da.astype(bool)
     da.attrs.update(attrs)
     if like is not None:
         da = _place_like(da, like, "linear" if seg_type == "FRACTIONAL" and not combine else "nearest")
@@ -188,7 +187,7 @@ def _slide_seg(ds: Any, arr: np.ndarray, combine: bool, numbers: list, labels: l
         return xr.DataArray(arr, dims=("y", "x"), coords=coords, attrs=attrs, name="labels")
     arr = np.moveaxis(arr, -1, 0)
     if seg_type != "FRACTIONAL":
-        arr = arr.astype(bool)
+        arr = arr.view(bool) if arr.dtype == np.uint8 else arr.astype(bool)
     coords.update(segment=("segment", numbers), segment_label=("segment", labels))
     return xr.DataArray(arr, dims=("segment", "y", "x"), coords=coords, attrs=attrs, name="mask")
 

@@ -11,6 +11,7 @@ plain row dicts and are assembled into the usual table.
 
 from __future__ import annotations
 
+import uuid
 import warnings
 from collections.abc import Sequence
 from typing import Any
@@ -85,7 +86,7 @@ def scan_locations_on_client(
         in the order of ``locations``.
     """
     try:
-        from distributed import as_completed
+        import distributed  # noqa: F401
     except ImportError:
         raise missing_dependency("distributed", "distributed") from None
     from .scan import _scan_many
@@ -96,15 +97,13 @@ def scan_locations_on_client(
     size = batch_size or default_batch_size(len(locations), _threads(client))
     batches = [locations[i : i + size] for i in range(0, len(locations), size)]
     fn = _scan_strict if strict else _scan_many
+    tag = f"dcmxr-scan-{uuid.uuid4().hex[:12]}"
     futures = client.map(fn, batches, storage_options=storage_options, pure=False,
-                         key=[f"dcmxr-scan-{i}-{id(batches)}" for i in range(len(batches))])
-    index = {f.key: i for i, f in enumerate(futures)}
-    results: list[Any] = [None] * len(batches)
+                         key=[f"{tag}-{i}" for i in range(len(batches))])
     try:
-        for fut in as_completed(futures):
-            results[index[fut.key]] = fut.result()  # re-raises a strict-mode error here
+        results = client.gather(futures)  # in batch order; re-raises a strict-mode error
     finally:
-        client.cancel([f for f in futures if not f.done()])
+        client.cancel(futures)
     rows: list[dict] = []
     others: list[dict] = []
     skipped: list[dict] = []

