@@ -157,7 +157,8 @@ def child(which: str, nz: int, n: int, out: str) -> dict:
         vol = hd.seg.segread(out).get_volume()
         result = {"voxels": int(vol.array.sum()), "shape": list(vol.array.shape)}
     dt = time.perf_counter() - t0
-    res = {"which": which, "seconds": dt, "made_s": made, "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    res = {"which": which, "seconds": dt, "made_s": made, "peak_mb": peak}
     if which.startswith("read"):
         res.update(result)
     else:

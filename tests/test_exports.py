@@ -11,7 +11,6 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
-import warnings
 
 import numpy as np
 import pydicom
@@ -134,7 +133,7 @@ def _frames_by_segment(path) -> dict[int, float]:
     "highdicom/seg_image_ct_binary_fractional.dcm", "highdicom/seg_image_ct_true_fractional.dcm",
     "highdicom/seg_image_ct_binary_overlap.dcm", "highdicom/seg_image_sm_control.dcm",
     "highdicom/seg_image_sm_control_labelmap.dcm", "highdicom/seg_image_sm_dots.dcm",
-    "highdicom/seg_image_sm_numbers.dcm",
+    "highdicom/seg_image_sm_numbers.dcm", "highdicom/seg_image_cr_binary.dcm",
 ])
 def test_third_party_seg_per_segment_sums_match_pydicom_frames(name):
     path = data_path("seg", *name.split("/"))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import warnings
 
 import numpy as np
 import pytest
@@ -246,8 +245,6 @@ def test_rasterize_fractional_area_matches_analytic(tmp_path):
     polygon_area = 0.5 * 720 * r**2 * np.sin(2 * np.pi / 720)
     assert frac.dtype == np.float32 and 0 <= float(frac.min()) and float(frac.max()) <= 1
     assert abs(area - polygon_area) / polygon_area < 0.005
-    boolean = rt.rasterize(rt.open_rtstruct(p), like=grid, roi="disc")
-    assert abs(float(boolean.sel(z=2.0).sum()) - polygon_area) > abs(area - polygon_area) * 0.5 or True
     # fractional voxels are exactly those that straddle the edge
     f = frac.sel(z=2.0).values
     assert ((f > 0) & (f < 1)).sum() > 0

@@ -197,6 +197,12 @@ class DcmAccessor:
 
         return to_nifti(self._obj, path, sidecar, dtype=dtype, compresslevel=compresslevel)
 
+    def to_rtdose(self, path, reference=None, **kwargs):
+        """Write an RT Dose (quantised, DoseGridScaling); see :func:`dcmxr.export.rtdose.to_rtdose`."""
+        from ..export.rtdose import to_rtdose
+
+        return to_rtdose(self._obj, path, reference, **kwargs)
+
     def bids_sidecar(self) -> dict:
         """The BIDS sidecar fields ``to_nifti`` would write; see :func:`dcmxr.export.bids.sidecar`."""
         from ..export.bids import sidecar

@@ -119,7 +119,9 @@ def open_seg(path: str | Path, like: Any = None, *, combine: bool | None = None)
         labels. Slide (TILED_FULL / TILED_SPARSE) SEGs: the total pixel matrix,
         dims ``("segment", "y", "x")`` or ``("y", "x")``, coordinates = pixel
         centres in mm from the matrix's top-left corner (slide frame, no
-        ``direction``).
+        ``direction``). SEGs whose frames have no patient position (of a
+        radiograph): dims ``("segment", "frame", "y", "x")``, one frame per
+        source instance (``source_sop_instance_uid`` coordinate), no geometry.
 
     Raises
     ------
@@ -153,8 +155,8 @@ def open_seg(path: str | Path, like: Any = None, *, combine: bool | None = None)
             raise AmbiguousSelectionError(
                 f"{path}: segments overlap, so one label array is ambiguous; use combine=False") from exc
         raise InvalidDicomError(f"{path}: cannot arrange the SEG frames into a volume: {exc}") from exc
-    except Exception as exc:  # highdicom raises sqlite errors on frames without positions
-        raise InvalidDicomError(f"{path}: the SEG frames have no patient positions: {exc}") from exc
+    except Exception:  # highdicom raises sqlite errors on frames without positions (projection images)
+        return _by_source_instance(seg, combine, numbers, labels, seg_type, attrs, path)
     from ..interop import from_highdicom_volume
 
     da = from_highdicom_volume(vol, name="labels" if combine else "mask")
@@ -167,6 +169,30 @@ def open_seg(path: str | Path, like: Any = None, *, combine: bool | None = None)
     if like is not None:
         da = _place_like(da, like, "linear" if seg_type == "FRACTIONAL" and not combine else "nearest")
     return da
+
+
+def _by_source_instance(seg: Any, combine: bool, numbers: list, labels: list, seg_type: str, attrs: dict,
+                        path: Any) -> Any:
+    """SEGs without patient positions (e.g. of a radiograph): one frame per source instance."""
+    import xarray as xr
+
+    uids = [str(u[2]) for u in seg.get_source_image_uids()]
+    try:
+        arr = np.asarray(seg.get_pixels_by_source_instance(
+            source_sop_instance_uids=uids, segment_numbers=numbers, combine_segments=bool(combine),
+            relabel=False))
+    except Exception as exc:
+        raise InvalidDicomError(f"{path}: cannot arrange the SEG frames by position or by source "
+                                f"instance: {exc}") from exc
+    coords: dict = {"source_sop_instance_uid": ("frame", uids)}
+    attrs = dict(attrs, geometry="none (frames without patient positions)")
+    if combine:
+        return xr.DataArray(arr, dims=("frame", "y", "x"), coords=coords, attrs=attrs, name="labels")
+    arr = np.moveaxis(arr, -1, 0)
+    if seg_type != "FRACTIONAL":
+        arr = arr.view(bool) if arr.dtype == np.uint8 else arr.astype(bool)
+    coords.update(segment=("segment", numbers), segment_label=("segment", labels))
+    return xr.DataArray(arr, dims=("segment", "frame", "y", "x"), coords=coords, attrs=attrs, name="mask")
 
 
 def _slide_seg(ds: Any, arr: np.ndarray, combine: bool, numbers: list, labels: list, seg_type: str,
@@ -290,7 +316,8 @@ def open_sr(path: str | Path) -> Any:
         0 outside groups), ``tracking_id``, ``tracking_uid``, ``finding``,
         ``finding_site``, ``concept``, ``concept_code``, ``derivation``,
         ``value`` (float), ``unit`` (the unit's code value, normally
-        UCUM), ``units`` (pint string for UCUM units, else None), ``referenced_segment``, ``referenced_sop_instance_uid``.
+        UCUM), ``units`` (pint string for UCUM units, else None),
+        ``referenced_segment``, ``referenced_sop_instance_uid``.
         ``attrs["references"]``: the evidence (study, series, SOP class and
         instance UIDs) listed in the document; ``attrs["title"]``.
 

@@ -279,12 +279,18 @@ def _check_block(block: np.ndarray, kind: str, numbers: np.ndarray, argument: st
         lo, hi = float(block.min()), float(block.max())
         if lo < 0 or hi > 1:
             raise ExportError(f"{argument}: a FRACTIONAL mask must lie in [0, 1], found [{lo:g}, {hi:g}]")
-    elif kind == "labels":
-        present = np.unique(block) if block.size < 2**20 else np.flatnonzero(
-            np.bincount(block.ravel().astype(np.int64) - int(block.min())) ) + int(block.min())
-        bad = np.setdiff1d(present, np.append(numbers, 0))
-        if bad.size:
-            raise ExportError(f"{argument} holds values {bad[:10].tolist()} that are not declared in "
+    elif kind == "labels" and block.size:
+        lo, hi = int(block.min()), int(block.max())
+        allowed = np.append(numbers, 0)
+        if lo >= 0 and hi <= numbers.max() and len(numbers) == numbers.max():  # 1..n: the range says it all
+            return
+        if lo < 0 or hi > numbers.max():
+            bad = [v for v in (lo, hi) if v not in allowed]
+        else:
+            present = np.flatnonzero(np.bincount(block.ravel(), minlength=hi + 1))
+            bad = np.setdiff1d(present, allowed).tolist()
+        if bad:
+            raise ExportError(f"{argument} holds values {bad[:10]} that are not declared in "
                               f"segments (declared: {numbers.tolist()}; 0 is background)")
 
 

@@ -211,10 +211,6 @@ def _nonzero(volume, name):
 def _mask_dvh(dose, mask, bin_width: float, nbins: int):
     _check_same_grid(dose, mask)
     name = str(mask.name) if mask.name is not None else None
-    if mask.dtype == bool:
-        m = mask.data
-    else:
-        m = mask.data
     cx = _cells(dose["x"].values, 1.0)
     cy = _cells(dose["y"].values, 1.0)
     cz = _cells(dose["z"].values, float(mask.attrs.get("contour_thickness_mm", 0.0)))

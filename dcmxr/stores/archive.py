@@ -140,6 +140,11 @@ def series_groups(table: pd.DataFrame) -> list[dict]:
         key = table["series_instance_uid"].fillna("")
         for uid, rows in table.groupby(key, sort=False):
             rows = rows.sort_values(["path", "frame"], kind="stable").reset_index(drop=True)
+            if "bits_stored" in rows.columns and "bits_allocated" in rows.columns:
+                # float pixel data has no BitsStored; backend.build._frameref needs a number
+                rows["bits_stored"] = rows["bits_stored"].fillna(rows["bits_allocated"])
+            if "pixel_representation" in rows.columns:
+                rows["pixel_representation"] = rows["pixel_representation"].fillna(0)
             # one group per frame format: a group's frames must share one shape and dtype
             fmt = [c for c in _FORMAT if c in rows.columns]
             parts = list(rows.groupby([rows[c].fillna(-1) for c in fmt], sort=True)) if fmt else [(None, rows)]
@@ -177,13 +182,14 @@ def read_header_json(path: str, *, deid: Any = None) -> tuple[str, str, str]:
             if kw in ds.file_meta:
                 setattr(ds.file_meta, kw, new_uid(getattr(ds.file_meta, kw), uid_map, salt))
     big = 2**62
-    try:
-        header = ds.to_json_dict(bulk_data_threshold=big)
-    except Exception:  # pydicom raises several types for bad values
-        header = ds.to_json_dict(bulk_data_threshold=big, suppress_invalid_tags=True)
-        warnings.warn(f"{path}: some invalid elements could not be kept in the archive header",
-                      DcmxrWarning, stacklevel=2)
-    meta = ds.file_meta.to_json_dict(bulk_data_threshold=big) if getattr(ds, "file_meta", None) else {}
+    with pydicom.config.disable_value_validation():  # keep invalid values as they are
+        try:
+            header = ds.to_json_dict(bulk_data_threshold=big)
+        except Exception:  # pydicom raises several types for bad values
+            header = ds.to_json_dict(bulk_data_threshold=big, suppress_invalid_tags=True)
+            warnings.warn(f"{path}: some invalid elements could not be kept in the archive header",
+                          DcmxrWarning, stacklevel=2)
+        meta = ds.file_meta.to_json_dict(bulk_data_threshold=big) if getattr(ds, "file_meta", None) else {}
     return str(ds.get("SOPInstanceUID", "")), json.dumps(header), json.dumps(meta)
 
 
@@ -276,7 +282,8 @@ def _deid_attrs(obj: Any, uid_map: dict, salt: str) -> None:
     return obj
 
 
-def _build_series(entry: dict, *, deid: Any, chunk_bytes: int, workers: int) -> dict:
+def _build_series(entry: dict, *, deid: Any, chunk_bytes: int, workers: int,
+                  headers: dict | None = None) -> dict:
     """The xarray Datasets of one series: ``{group_path: Dataset}`` (first = the series group)."""
     import xarray as xr
 
@@ -286,8 +293,11 @@ def _build_series(entry: dict, *, deid: Any, chunk_bytes: int, workers: int) -> 
     path = entry["path"]
     rows: pd.DataFrame = entry["rows"]
     files = entry["files"] if entry["files"] is not None else list(dict.fromkeys(rows["path"]))
-    with ThreadPoolExecutor(max(1, workers)) as pool:
-        heads = list(pool.map(lambda f: read_header_json(f, deid=deid), files))
+    if headers is not None and all(f in headers for f in files):
+        heads = [headers[f] for f in files]
+    else:
+        with ThreadPoolExecutor(max(1, workers)) as pool:
+            heads = list(pool.map(lambda f: read_header_json(f, deid=deid), files))
     sops = [h[0] for h in heads]
     base = xr.Dataset(
         {"header": ("instance", np.array([h[1] for h in heads], dtype=object)),
@@ -499,6 +509,8 @@ def to_zarr(
     table = source if isinstance(source, pd.DataFrame) else scan(source, storage_options=storage_options)
     workers = workers or min(8, os.cpu_count() or 1)
     compressors = _compressors(compressor, level)
+    entries = series_groups(table)
+    headers = None if deidentify else _read_headers(entries, workers)
     try:
         root = zarr.open_group(store, mode="a", zarr_format=3)
         meta = dict(root.attrs).get("dcmxr_archive")
@@ -508,12 +520,12 @@ def to_zarr(
         raise ExportError(f"cannot write the archive at {store}: {exc}") from exc
     report = ArchiveReport(store=str(store))
     deid = (report.uid_map, salt) if deidentify else None
-    entries = series_groups(table)
     bar = _bar(len(entries), progress)
     for entry in entries:
         gpath = entry["path"]
         try:
-            built = _build_series(entry, deid=deid, chunk_bytes=int(chunk_mb * 2**20), workers=workers)
+            built = _build_series(entry, deid=deid, chunk_bytes=int(chunk_mb * 2**20), workers=workers,
+                                  headers=headers)
             if deid is not None:
                 built = _rename_deid(built, entry)
             marker = built["marker"]
@@ -577,6 +589,29 @@ def _rename_deid(built: dict, entry: dict) -> dict:
     marker["stacks"] = [p.replace(old, newpath, 1) for p in marker["stacks"]]
     marker["source"] = [[_short(f), s] for f, s in marker["source"]]
     return {"datasets": ds_new, "marker": marker}
+
+
+def _safe_header(path: str):
+    try:
+        return path, read_header_json(path)
+    except Exception as exc:  # reported per series later, when the series is built
+        return path, exc
+
+
+def _read_headers(entries: list[dict], workers: int) -> dict:
+    """Headers of every file as DICOM JSON, read in a process pool (pydicom holds the GIL)."""
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    files = []
+    for e in entries:
+        files += e["files"] if e["files"] is not None else list(dict.fromkeys(e["rows"]["path"]))
+    files = [f for f in dict.fromkeys(files) if os.path.exists(f)]  # local files only
+    if workers <= 1 or len(files) < 64 or "fork" not in mp.get_all_start_methods():
+        return {}
+    with ProcessPoolExecutor(workers, mp_context=mp.get_context("fork")) as pool:
+        got = dict(pool.map(_safe_header, files, chunksize=32))
+    return {f: v for f, v in got.items() if not isinstance(v, Exception)}
 
 
 def _bar(total: int, enabled: bool):

@@ -131,8 +131,11 @@ def _write_instance(ds, arr: np.ndarray | None, syntax: str, path: Path) -> None
                           DcmxrWarning, stacklevel=3)
     else:
         ds.file_meta.TransferSyntaxUID = target if (arr is not None or native) else original
+    import pydicom
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    ds.save_as(path, enforce_file_format=True)
+    with pydicom.config.disable_value_validation():
+        ds.save_as(path, enforce_file_format=True)
 
 
 def to_dicom(store: Any, out: str | os.PathLike, *, transfer_syntax: str = EXPLICIT_LE,
@@ -187,8 +190,9 @@ def to_dicom(store: Any, out: str | os.PathLike, *, transfer_syntax: str = EXPLI
         if "frame_instance" in g:
             get, inst, fnum = _series_frames(g)
         for i, (h, m) in enumerate(zip(headers, metas)):
-            ds = Dataset.from_json(json.loads(str(h)))
-            ds.file_meta = FileMetaDataset(Dataset.from_json(json.loads(str(m))))
+            with pydicom.config.disable_value_validation():
+                ds = Dataset.from_json(json.loads(str(h)))
+                ds.file_meta = FileMetaDataset(Dataset.from_json(json.loads(str(m))))
             ds.preamble = b"\0" * 128
             arr = None
             if inst is not None:
@@ -205,5 +209,4 @@ def to_dicom(store: Any, out: str | os.PathLike, *, transfer_syntax: str = EXPLI
             seen.add(path)
             _write_instance(ds, arr, transfer_syntax, path)
             written.append(path)
-    del pydicom
     return written
