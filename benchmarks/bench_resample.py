@@ -19,10 +19,15 @@ Each contender runs in a fresh subprocess (peak RSS is the child's own
   its fastest, zoom-like path) on the in-memory array, 1 thread (it holds
   the GIL).
 
-Times exclude making the in-memory input (reported separately); all outputs
-are checked against SimpleITK's. Usage::
+Times exclude making the in-memory input (reported separately) and Dask's
+once-per-process start-up (``warm_dask``); all outputs are checked against
+SimpleITK's. ``dcmxr store`` computes the same lazy result chunk by chunk
+into a preallocated numpy array (``dask.array.store``, what a streaming
+consumer such as ``to_nifti`` or ``to_zarr`` does): ``.compute()`` of any
+multi-chunk Dask array holds every chunk *and* the concatenated result at the
+end (2x the output), which this row avoids. Usage::
 
-    python benchmarks/bench_resample.py [--nz 300] [--repeat 3]
+    python benchmarks/bench_resample.py [--nz 300] [--repeat 5]
 
 prints a markdown table.
 """
@@ -93,6 +98,14 @@ def peak_rss_mib() -> float:
     return r / 1024 if sys.platform != "darwin" else r / 2**20
 
 
+def cpu_s() -> float:
+    """User + system CPU seconds of this process so far (all threads)."""
+    import resource
+
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
 def checksum(out: np.ndarray) -> list:
     o = np.asarray(out, dtype=np.float64)
     c = tuple(s // 2 for s in o.shape)
@@ -100,8 +113,20 @@ def checksum(out: np.ndarray) -> list:
 
 
 # --------------------------------------------------------------------- runners
+def warm_dask() -> None:
+    """Pay Dask's once-per-process start-up (its first compute imports ``distributed`` to look
+    for a client, ~0.2 s) before the clock starts: a notebook pays it once per session, not per call."""
+    import dask
+    import dask.array as dska
+
+    with dask.config.set(scheduler="threads", num_workers=2):
+        dska.ones(4, chunks=2).sum().compute()
+
+
 def run(which: str, nz: int, size: int) -> dict:
     res: dict = {"which": which}
+    if which.startswith("dcmxr") or which == "input-only":
+        warm_dask()
     base = peak_rss_mib()
     if which == "dcmxr-lazy":
         import dask
@@ -110,20 +135,22 @@ def run(which: str, nz: int, size: int) -> dict:
 
         da = make_da(lazy_input(nz, size), nz, size)
         base = peak_rss_mib()
-        t = time.perf_counter()
+        t, c0 = time.perf_counter(), cpu_s()
         with dask.config.set(scheduler="threads", num_workers=2):
             out = resample(da, "1 mm", method="linear").compute()
         res["time"] = time.perf_counter() - t
+        res["cpu"] = cpu_s() - c0
         res["peak_mib"] = peak_rss_mib()
         res["check"] = checksum(out.values)
     elif which == "input-only":
         import dask
 
         base = peak_rss_mib()
-        t = time.perf_counter()
+        t, c0 = time.perf_counter(), cpu_s()
         with dask.config.set(scheduler="threads", num_workers=2):
             lazy_input(nz, size).compute()
         res["time"] = time.perf_counter() - t
+        res["cpu"] = cpu_s() - c0
     else:
         vol = make_volume(nz, size)
         base = peak_rss_mib()
@@ -135,12 +162,30 @@ def run(which: str, nz: int, size: int) -> dict:
 
             da = make_da(dska.from_array(vol, chunks=(32, size, size)), nz, size)
             base = peak_rss_mib()
-            t = time.perf_counter()
+            t, c0 = time.perf_counter(), cpu_s()
             with dask.config.set(scheduler="threads", num_workers=2):
                 out = resample(da, "1 mm", method="linear").compute()
             res["time"] = time.perf_counter() - t
+            res["cpu"] = cpu_s() - c0
             res["peak_mib"] = peak_rss_mib()
             res["check"] = checksum(out.values)
+        elif which == "dcmxr-store":
+            import dask
+            import dask.array as dska
+
+            from dcmxr.transform import resample
+
+            da = make_da(dska.from_array(vol, chunks=(32, size, size)), nz, size)
+            base = peak_rss_mib()
+            t, c0 = time.perf_counter(), cpu_s()
+            r = resample(da, "1 mm", method="linear")
+            out = np.empty(r.shape, r.dtype)  # the consumer's buffer (its pages count in the peak)
+            with dask.config.set(scheduler="threads", num_workers=2):
+                dska.store(r.data, out, lock=False)
+            res["time"] = time.perf_counter() - t
+            res["cpu"] = cpu_s() - c0
+            res["peak_mib"] = peak_rss_mib()
+            res["check"] = checksum(out)
         elif which == "sitk":
             import SimpleITK as sitk
 
@@ -150,7 +195,7 @@ def run(which: str, nz: int, size: int) -> dict:
             img.SetOrigin(ORIGIN)
             origin, spacing, sizes = output_grid(nz, size)
             base = peak_rss_mib()
-            t = time.perf_counter()
+            t, c0 = time.perf_counter(), cpu_s()
             f = sitk.ResampleImageFilter()
             f.SetOutputOrigin(origin)
             f.SetOutputSpacing(spacing)
@@ -162,6 +207,7 @@ def run(which: str, nz: int, size: int) -> dict:
             out_img = f.Execute(img)
             out = sitk.GetArrayViewFromImage(out_img)  # no copy; out_img stays alive
             res["time"] = time.perf_counter() - t
+            res["cpu"] = cpu_s() - c0
             res["peak_mib"] = peak_rss_mib()
             res["check"] = checksum(out)
         elif which == "scipy":
@@ -171,10 +217,11 @@ def run(which: str, nz: int, size: int) -> dict:
             scale = np.array([NEW / s for s in SPACING])[::-1]  # z, y, x
             shift = ((np.array(origin) - np.array(ORIGIN)) / np.array(SPACING))[::-1]
             base = peak_rss_mib()
-            t = time.perf_counter()
+            t, c0 = time.perf_counter(), cpu_s()
             out = ndimage.affine_transform(vol, scale, offset=shift, output_shape=tuple(sizes[::-1]),
                                            order=1, mode="nearest", output=np.float32)
             res["time"] = time.perf_counter() - t
+            res["cpu"] = cpu_s() - c0
             res["peak_mib"] = peak_rss_mib()
             res["check"] = checksum(out)
         else:
@@ -184,55 +231,66 @@ def run(which: str, nz: int, size: int) -> dict:
     return res
 
 
+ORDER = ("input-only", "dcmxr-lazy", "dcmxr-mem", "dcmxr-store", "sitk", "scipy")
+LABELS = {
+    "dcmxr-lazy": ("dcmxr `resample(...).compute()`, lazy input (time includes generating the input)", 2),
+    "dcmxr-mem": ("dcmxr `resample(...).compute()`, in-memory input", 2),
+    "dcmxr-store": ("dcmxr `resample`, in-memory input, `dask.array.store` into a numpy buffer", 2),
+    "sitk": ("SimpleITK `ResampleImageFilter`", 2),
+    "scipy": ("scipy `ndimage.affine_transform` (diagonal)", 1),
+    "input-only": ("(generating the lazy input alone, no resampling)", 2),
+}
+
+
 def main() -> None:
+    import statistics
+
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--nz", type=int, default=300)
     ap.add_argument("--size", type=int, default=512)
-    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
         print(json.dumps(run(args.child, args.nz, args.size)))
         return
     env = dict(os.environ, OMP_NUM_THREADS="2", OPENBLAS_NUM_THREADS="2", MKL_NUM_THREADS="2")
-    rows = {}
-    for which in ("input-only", "dcmxr-lazy", "dcmxr-mem", "sitk", "scipy"):
-        runs = []
-        for _ in range(args.repeat):
+    runs: dict[str, list] = {k: [] for k in ORDER}
+    for _ in range(args.repeat):  # interleaved, so load from other processes hits every contender alike
+        for which in ORDER:
             p = subprocess.run([sys.executable, __file__, "--child", which, "--nz", str(args.nz),
                                 "--size", str(args.size)], capture_output=True, text=True, env=env, check=True)
-            runs.append(json.loads(p.stdout.strip().splitlines()[-1]))
-        rows[which] = {"time": min(r["time"] for r in runs), "peak": max(r["peak_mib"] for r in runs),
-                       "base": min(r["base_mib"] for r in runs), "check": runs[0].get("check")}
+            runs[which].append(json.loads(p.stdout.strip().splitlines()[-1]))
+    med = statistics.median
+    rows = {k: {"time": med(r["time"] for r in rs), "cpu": med(r["cpu"] for r in rs),
+                "peak": max(r["peak_mib"] for r in rs), "extra": max(r["peak_mib"] - r["base_mib"] for r in rs),
+                "check": rs[0].get("check"), "all": [r["time"] for r in rs]} for k, rs in runs.items()}
     _, _, sizes = output_grid(args.nz, args.size)
     out_mib = int(np.prod(sizes)) * 4 / 2**20
     in_mib = args.nz * args.size**2 * 2 / 2**20
     ref = rows["sitk"]["check"]
-    for k in ("dcmxr-lazy", "dcmxr-mem", "scipy"):
+    for k in ("dcmxr-lazy", "dcmxr-mem", "dcmxr-store", "scipy"):
         c = rows[k]["check"]
         assert c[3] == ref[3], (k, c, ref)
         assert abs(c[0] - ref[0]) <= 1e-4 * abs(ref[0]) and abs(c[1] - ref[1]) < 1e-2, (k, c, ref)
-    t_sitk = rows["sitk"]["time"]
+    t_sitk, c_sitk = rows["sitk"]["time"], rows["sitk"]["cpu"]
     print(f"Resample {args.size}x{args.size}x{args.nz} int16 CT ({in_mib:.0f} MiB; {SPACING[0]} x {SPACING[1]} x "
           f"{SPACING[2]} mm) to 1 mm isotropic float32 {sizes[0]}x{sizes[1]}x{sizes[2]} ({out_mib:.0f} MiB), "
-          f"linear; best of {args.repeat}, fresh process each; outputs checked equal to SimpleITK's.\n")
-    print("| contender | threads | time (s) | vs SimpleITK | peak RSS (MiB) | peak - baseline (MiB) | (peak - baseline) / output |")
-    print("|---|---|---|---|---|---|---|")
-    labels = {
-        "dcmxr-lazy": ("dcmxr `resample`, lazy input (time includes generating the input)", 2),
-        "dcmxr-mem": ("dcmxr `resample`, in-memory input", 2),
-        "sitk": ("SimpleITK `ResampleImageFilter`", 2),
-        "scipy": ("scipy `ndimage.affine_transform` (diagonal)", 1),
-        "input-only": ("(generating the lazy input alone, no resampling)", 2),
-    }
-    for k in ("dcmxr-lazy", "dcmxr-mem", "sitk", "scipy", "input-only"):
+          f"linear; median of {args.repeat} fresh processes per contender, interleaved; outputs checked equal "
+          f"to SimpleITK's.\n")
+    print("| contender | threads | wall (s), median | wall vs SimpleITK | CPU (s), median | CPU vs SimpleITK | "
+          "all walls (s) | peak RSS (MiB) | (peak - baseline) / output |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for k in ("dcmxr-mem", "dcmxr-store", "dcmxr-lazy", "sitk", "scipy", "input-only"):
         r = rows[k]
-        label, th = labels[k]
-        extra = r["peak"] - r["base"]
-        print(f"| {label} | {th} | {r['time']:.2f} | {r['time'] / t_sitk:.2f}x | {r['peak']:.0f} | {extra:.0f} | "
-              f"{extra / out_mib:.2f} |")
+        label, th = LABELS[k]
+        walls = " ".join(f"{v:.2f}" for v in r["all"])
+        print(f"| {label} | {th} | {r['time']:.2f} | {r['time'] / t_sitk:.2f}x | {r['cpu']:.2f} | "
+              f"{r['cpu'] / c_sitk:.2f}x | {walls} | {r['peak']:.0f} | {r['extra'] / out_mib:.2f} |")
     print("\nbaseline = peak RSS just before the timed call (after imports and, for in-memory contenders, "
-          f"after making the {in_mib:.0f} MiB input); the lazy run's baseline is before any input exists.")
+          f"after making the {in_mib:.0f} MiB input); the lazy run's baseline is before any input exists. "
+          "CPU = user + system seconds of the child during the timed call (all threads): robust to other "
+          "load on the machine, unlike wall time.")
 
 
 if __name__ == "__main__":

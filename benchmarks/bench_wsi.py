@@ -2,23 +2,27 @@
 
 Tasks, each in a fresh subprocess per tool (peak RSS from ``ru_maxrss``):
 
-* ``open``     open the slide (headers only);
+* ``open``     open the slide (headers only), timed after the package import;
+* ``import+open``  the package import plus the open (a fresh session's cost);
 * ``regions``  200 random 512x512 regions at level 0 (same seed for both);
 * ``full``     the whole level 0 as one array.
 
-Tools: ``dcmxr`` (library default: pylibjpeg-libjpeg for JPEG baseline, the
-decoder pydicom uses, exact pydicom values), ``dcmxr-ic`` (imagecodecs /
-libjpeg-turbo first, via ``set_codec_order``; values differ from pydicom's by
-a few grey levels on 4:2:0 chroma) and ``wsidicom``. Note wsidicom returns the
-dicom-wsi-sample tiles without the YCbCr->RGB conversion dcmxr (and pydicom)
-applies, so it does slightly less work per pixel.
+Tools: ``dcmxr`` (WSI default ``jpeg_decoder="libjpeg-turbo"``: imagecodecs'
+libjpeg-turbo with its own YCbCr->RGB, identical to Pillow's decode),
+``dcmxr-pydicom`` (``jpeg_decoder="pydicom"``: pylibjpeg-libjpeg + pydicom's
+conversion, pydicom's exact values; only with ``--pydicom``),
+``dcmxr-before`` (the committed code, from ``--before DIR`` holding a copy of
+the ``dcmxr`` package, e.g. ``git archive HEAD dcmxr | tar -x -C DIR``) and
+``wsidicom``. wsidicom returns the dicom-wsi-sample tiles without any
+YCbCr->RGB conversion (its header says RGB), dcmxr converts them (inside
+libjpeg-turbo), as pydicom does.
 
 Data: the real dicom-wsi-sample pyramid (level 0: 2220x2967, 500 px JPEG
 tiles) and a larger synthetic single-level slide built from its real level-0
 tiles (default 20000x20000; ``--size 40000`` for the issue's scale), written
 once into a temporary folder.
 
-    python benchmarks/bench_wsi.py [--size 20000] [--repeat 3]
+    python benchmarks/bench_wsi.py [--size 20000] [--repeat 3] [--pydicom] [--before DIR]
 """
 
 from __future__ import annotations
@@ -68,18 +72,22 @@ def _child(tool: str, task: str, source: str) -> dict:
 
     warnings.simplefilter("ignore")
     if tool.startswith("dcmxr"):
+        if tool == "dcmxr-before":
+            sys.path.insert(0, os.environ["DCMXR_BEFORE"])
+        t_imp = time.perf_counter()
         import dcmxr.wsi as dw
-        from dcmxr.decode import codecs, syntax
 
-        if tool == "dcmxr-ic":
-            codecs.set_codec_order(syntax.JPEG_BASELINE, ["imagecodecs.jpeg8", "pylibjpeg.libjpeg"])
+        t_imp = time.perf_counter() - t_imp
+        kw = {"jpeg_decoder": "pydicom"} if tool == "dcmxr-pydicom" else {}
         t0 = time.perf_counter()
-        slide = dw.open_slide(source)
+        slide = dw.open_slide(source, **kw)
         t_open = time.perf_counter() - t0
         width, height = slide.attrs["level_dimensions"][0]
     else:
+        t_imp = time.perf_counter()
         from wsidicom import WsiDicom
 
+        t_imp = time.perf_counter() - t_imp
         t0 = time.perf_counter()
         slide = WsiDicom.open(source)
         t_open = time.perf_counter() - t0
@@ -103,15 +111,18 @@ def _child(tool: str, task: str, source: str) -> dict:
         else:
             arr = slide.read_region((0, 0), 0, (width, height), threads=2, as_array=True)
         checksum = int(arr.shape[0])
-    elapsed = time.perf_counter() - t0 if task != "open" else t_open
+    elapsed = time.perf_counter() - t0 if task not in ("open", "import+open") else t_open
+    if task == "import+open":
+        elapsed = t_imp + t_open
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return {"seconds": elapsed, "peak_mb": (peak - base) / 1024 if task != "open" else peak / 1024,
+    return {"seconds": elapsed, "peak_mb": (peak - base) / 1024 if task in ("regions", "full") else peak / 1024,
             "checksum": checksum}
 
 
-def run(tool: str, task: str, source: str) -> dict:
+def run(tool: str, task: str, source: str, before: str | None = None) -> dict:
+    env = dict(os.environ, DCMXR_BEFORE=before or "")
     out = subprocess.run([sys.executable, __file__, "--child", tool, task, source],
-                         capture_output=True, text=True, check=True)
+                         capture_output=True, text=True, check=True, env=env)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -119,23 +130,27 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--size", type=int, default=20000)
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--pydicom", action="store_true", help="also time jpeg_decoder='pydicom'")
+    ap.add_argument("--before", help="folder holding an older copy of the dcmxr package to compare")
+    ap.add_argument("--workdir", help="keep the synthetic slide here (default: a temporary folder)")
+    ap.add_argument("--tasks", default="open,import+open,regions,full")
     ap.add_argument("--child", nargs=3)
     args = ap.parse_args(argv)
     if args.child:
         print(json.dumps(_child(*args.child)))
         return
-    tools = ["dcmxr", "dcmxr-ic", "wsidicom"]
+    tools = ["dcmxr"] + ["dcmxr-pydicom"] * args.pydicom + ["dcmxr-before"] * bool(args.before) + ["wsidicom"]
     with tempfile.TemporaryDirectory() as tmp:
-        big = make_big(Path(tmp), args.size)
+        big = make_big(Path(args.workdir or tmp), args.size)
         datasets = [("sample 2220x2967", str(SAMPLE)), (f"synthetic {args.size}x{args.size}", str(big))]
         print(f"| data | task | tool | seconds (median of {args.repeat}) | wsidicom / tool | peak MB |")
         print("|---|---|---|---|---|---|")
         for label, source in datasets:
-            for task in ("open", "regions", "full"):
+            for task in args.tasks.split(","):
                 res = {t: [] for t in tools}
                 for _ in range(args.repeat):
                     for t in tools:  # interleaved so background load hits all alike
-                        res[t].append(run(t, task, source))
+                        res[t].append(run(t, task, source, args.before))
                 ref = statistics.median(r["seconds"] for r in res["wsidicom"])
                 for t in tools:
                     sec = statistics.median(r["seconds"] for r in res[t])

@@ -424,3 +424,16 @@ def _write_sr(ct, seg_path, tmp_path):
 def test_sr_bad_measurement_name(ct, labels):
     with pytest.raises(ExportError, match="no built-in measurement code for 'volumee'"):
         measurement_report(ct, labels, ("volumee",), segments={1: "liver", 2: "tumor"})
+
+
+def test_accessor_and_top_level_wrappers(ct, labels, tmp_path):
+    """Once the lead pastes the wrappers (see the issue-7 report), they call the same functions."""
+    if not hasattr(ct.dcm, "to_seg") or not hasattr(dcmxr, "open_seg"):
+        pytest.skip("the .dcm.to_seg/to_paramap/to_sr wrappers and dcmxr.open_* exports are not pasted in yet")
+    seg_path, sr_path, pm_path = tmp_path / "a.dcm", tmp_path / "b.dcm", tmp_path / "c.dcm"
+    labels.dcm.to_seg(ct, segments={1: "liver", 2: "tumor"}, path=seg_path)
+    ct.dcm.to_sr(seg_path, measurements=("volume",), path=sr_path)
+    ct.astype("float32").assign_attrs(units="ms").dcm.to_paramap(ct, quantity="T1", path=pm_path)
+    np.testing.assert_array_equal(dcmxr.open_seg(seg_path, like=ct).sel(segment=2).values, (labels == 2).values)
+    assert list(dcmxr.open_sr(sr_path).concept) == ["Volume", "Volume"]
+    np.testing.assert_array_equal(dcmxr.open_paramap(pm_path).values, ct.values.astype("float32"))

@@ -25,11 +25,15 @@ Sources: an oblique synthetic CT series, the same with a 12 degree gantry tilt
 Modes: xarray's default ``keep_attrs``, ``keep_attrs=True`` and
 ``keep_attrs=False``. Ops that lose geometry are recorded as strict xfails
 (see ``LOSES`` below), not papered over: under the default and
-``keep_attrs=True`` every op keeps the geometry except ``coarsen(...).mean()``
-(fails outright on per-slice string coordinates) and ``pad`` (NaN
-coordinates); ``keep_attrs=False`` additionally drops coordinate attrs in
-numpy ufuncs, ``clip``, ``xr.where``, ``apply_ufunc``, ``coarsen`` and
-coordinate arithmetic.
+``keep_attrs=True`` every plain-xarray op keeps the geometry except
+``coarsen(...).mean()`` (fails outright on per-slice string coordinates) and
+``pad`` (NaN coordinates); ``keep_attrs=False`` additionally drops coordinate
+attrs in numpy ufuncs, ``clip``, ``xr.where``, ``apply_ufunc``, ``coarsen``
+and coordinate arithmetic. The library-side fixes for the first two,
+``dcmxr.transform.coarsen`` (``da.dcm.coarsen(z=2)``) and
+``dcmxr.transform.pad`` (``da.dcm.pad({"z": 1})``), keep the geometry in
+every mode (ops ``dcmxr_coarsen_z2_mean`` and ``dcmxr_pad_z1``); the plain
+xarray calls stay listed as losses because that is what xarray does.
 
 Zarr: the DataArray goes through ``to_zarr``/``open_zarr`` unchanged:
 ``encoding`` does NOT need clearing (xarray drops the dcmxr keys it does not
@@ -56,6 +60,8 @@ import dcmxr  # noqa: E402
 from dcmxr.geometry import affine_from_coords  # noqa: E402
 from dcmxr.testing.assertions import assert_geometry_equal  # noqa: E402
 from dcmxr.testing.synthetic import expected_geometry, write_series  # noqa: E402
+from dcmxr.transform import pad as dcmxr_pad  # noqa: E402
+from dcmxr.transform.coarsen import coarsen as dcmxr_coarsen  # noqa: E402
 
 from _data import data_path  # noqa: E402
 
@@ -150,6 +156,14 @@ def _interp_y(da):
     return y[1:-1] - 0.25 * (y[1] - y[0])
 
 
+def _pairs_mean(vals, da):
+    """numpy reference for coarsen(z=2, boundary="trim").mean()."""
+    ax = _ax(da, "z")
+    n = 2 * (vals.shape[ax] // 2)
+    v = np.moveaxis(np.take(vals, np.arange(n), axis=ax), ax, 0).astype(np.float64)
+    return np.moveaxis(0.5 * (v[0::2] + v[1::2]), 0, ax)
+
+
 def _zarr(da, tmp):
     store = tmp / "roundtrip.zarr"
     da.to_dataset().to_zarr(store, consolidated=False)
@@ -225,6 +239,10 @@ OPS = [
     # default coord_func "mean" cannot average them -> see LOSES
     Op("coarsen_z2_mean", lambda da, _: da.coarsen(z=2, boundary="trim").mean(),
        {"x": (1, 0), "y": (1, 0), "z": (2, 0.5)}),
+    # the library-side fix: dcmxr.transform.coarsen passes coord_func per coordinate (block mean for
+    # positions, joined values for per-frame strings) and restores the x/y/z attrs
+    Op("dcmxr_coarsen_z2_mean", lambda da, _: dcmxr_coarsen(da, z=2),
+       {"x": (1, 0), "y": (1, 0), "z": (2, 0.5)}, lambda v, da: _pairs_mean(v, da)),
     Op("coarsen_z2_mean_dropped_frame_coords",
        lambda da, _: da.reset_coords(drop=True).coarsen(z=2, boundary="trim").mean(),
        {"x": (1, 0), "y": (1, 0), "z": (2, 0.5)}),
@@ -234,6 +252,9 @@ OPS = [
     Op("cumsum_z", lambda da, _: da.cumsum("z"), IDENTITY),
     # pad fills the new coordinate entries with NaN -> see LOSES
     Op("pad_z1", lambda da, _: da.pad(z=1), {"x": (1, 0), "y": (1, 0), "z": (1, -1)}),
+    # the library-side fix: dcmxr.transform.pad continues the coordinates regularly
+    Op("dcmxr_pad_z1", lambda da, _: dcmxr_pad(da, {"z": 1}), {"x": (1, 0), "y": (1, 0), "z": (1, -1)},
+       lambda v, da: np.pad(v, [(1, 1) if d == "z" else (0, 0) for d in da.dims])),
     # ----- reductions (the reduced axis is gone; the others keep their geometry)
     Op("mean_over_z", lambda da, _: da.mean("z"), {"x": (1, 0), "y": (1, 0), "z": None}),
     Op("max_over_x", lambda da, _: da.max("x"), {"x": None, "y": (1, 0), "z": (1, 0)}),
@@ -263,8 +284,10 @@ OPS = [
 ALL_MODES = ("default", "keep_attrs_true", "keep_attrs_false")
 _COARSEN = ("coarsen(z=2).mean() raises ValueError ('could not convert string to float'): the default "
             "coord_func 'mean' cannot average dcmxr's per-slice string coordinates on z (sop_instance_uid, "
-            "one per file); works after reset_coords(drop=True) or with coord_func={name: ...}")
-_PAD = "pad(z=1) fills the new z coordinate entries with NaN, so there is no affine (geometry lost)"
+            "one per file); works after reset_coords(drop=True) or with coord_func={name: ...}; "
+            "dcmxr.transform.coarsen (op dcmxr_coarsen_z2_mean) does that for you")
+_PAD = ("pad(z=1) fills the new z coordinate entries with NaN, so there is no affine (geometry lost); "
+        "dcmxr.transform.pad (op dcmxr_pad_z1) extends the coordinates regularly instead")
 _DROP_FALSE = ("under xr.set_options(keep_attrs=False) this op drops the attrs of the x/y/z coordinates "
                "(units and direction lost)")
 _DROP_FALSE_Z = ("under xr.set_options(keep_attrs=False) this op drops the attrs of the z coordinate "

@@ -97,7 +97,11 @@ def _expand_url(url: str, recursive: bool, storage_options: dict) -> list[str]:
 
     fs, path = fsspec.core.url_to_fs(url, **storage_options)
     protocol = fs.protocol[0] if isinstance(fs.protocol, (tuple, list)) else fs.protocol
-    if any(ch in path for ch in "*?["):
+    if protocol in ("http", "https") and not path.endswith("/"):
+        # HTTP has no directories: fsspec's isdir GETs the whole resource to look for links,
+        # which for a DICOM file downloads all of it. Only URLs ending in "/" are listings.
+        paths = [path]
+    elif any(ch in path for ch in "*?["):
         paths = _as_oserror(url, lambda: fs.glob(path))
     elif _isdir(fs, path):
         paths = _as_oserror(url, lambda: fs.find(path, maxdepth=None if recursive else 1))

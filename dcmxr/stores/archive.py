@@ -39,7 +39,7 @@ import pandas as pd
 
 from ..errors import DcmxrError, DcmxrWarning, ExportError, missing_dependency
 
-__all__ = ["to_zarr", "ArchiveReport", "archive_status", "series_groups", "ARCHIVE_FORMAT", "safe_name"]
+__all__ = ["to_zarr", "ArchiveReport", "archive_status", "series_groups", "ARCHIVE_FORMAT", "safe_name", "cli_convert"]
 
 #: On-disk layout version.
 ARCHIVE_FORMAT = 1
@@ -424,11 +424,12 @@ def archive_status(store: Any) -> pd.DataFrame:
         Columns ``group, series_instance_uid, complete, frames_stored, n_instances``.
     """
     zarr = _zarr()
-    root = zarr.open_group(store, mode="r")
+    root = zarr.open_group(store, mode="r", use_consolidated=False)
     recs = []
     for name, g in root.groups():
         _walk(g, "/" + name, recs)
-    return pd.DataFrame(recs, columns=["group", "series_instance_uid", "complete", "frames_stored", "n_instances"])
+    df = pd.DataFrame(recs, columns=["group", "series_instance_uid", "complete", "frames_stored", "n_instances"])
+    return df.sort_values("group", kind="stable").reset_index(drop=True)  # zarr lists groups in any order
 
 
 def _walk(g, path: str, recs: list) -> None:
@@ -512,7 +513,7 @@ def to_zarr(
     entries = series_groups(table)
     headers = None if deidentify else _read_headers(entries, workers)
     try:
-        root = zarr.open_group(store, mode="a", zarr_format=3)
+        root = zarr.open_group(store, mode="a", zarr_format=3, use_consolidated=False)
         meta = dict(root.attrs).get("dcmxr_archive")
         if meta is None:
             root.attrs["dcmxr_archive"] = {"format": ARCHIVE_FORMAT, "layout": layout}
@@ -631,3 +632,31 @@ def _bar(total: int, enabled: bool):
             pass
 
     return _Null()
+
+
+def cli_convert(args) -> int:
+    """``dcmxr convert SRC DST.zarr``: the CLI body (argparse Namespace in, exit code out).
+
+    Expects ``args.source``, ``args.dest`` and optionally ``args.layout``,
+    ``args.compressor``, ``args.level``, ``args.shards``, ``args.deidentify``,
+    ``args.uid_map`` (a JSON path for the old -> new UID map), ``args.overwrite``,
+    ``args.workers``, ``args.quiet``. Prints a summary; returns 1 when a series
+    failed, else 0.
+    """
+    report = to_zarr(
+        args.source if len(args.source) != 1 else args.source[0], args.dest,
+        layout=getattr(args, "layout", "dicom"), compressor=getattr(args, "compressor", "zstd"),
+        level=getattr(args, "level", 3), shards=getattr(args, "shards", False),
+        deidentify=getattr(args, "deidentify", False), overwrite=getattr(args, "overwrite", False),
+        workers=getattr(args, "workers", None), progress=not getattr(args, "quiet", False),
+    )
+    print(f"{args.dest}: {len(report.written)} series written, {len(report.skipped)} already complete, "
+          f"{len(report.failed)} failed")
+    for f in report.failed:
+        print(f"  FAILED {f['group']}: {f['reason']}")
+    uid_map_path = getattr(args, "uid_map", None)
+    if uid_map_path and report.uid_map:
+        with open(uid_map_path, "w") as fh:
+            json.dump(report.uid_map, fh, indent=1)
+        print(f"UID map ({len(report.uid_map)} UIDs) written to {uid_map_path}; keep it apart from the archive")
+    return 1 if report.failed else 0

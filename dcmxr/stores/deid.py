@@ -25,6 +25,7 @@ ophthalmic objects are not listed).
 from __future__ import annotations
 
 import hashlib
+import threading
 import uuid
 from typing import Any
 
@@ -93,6 +94,9 @@ _KEEP_UIDS = {
 }
 
 
+_LOCK = threading.Lock()
+
+
 def new_uid(old: str, uid_map: dict[str, str], salt: str = "") -> str:
     """The replacement for ``old`` in ``uid_map`` (made on first use).
 
@@ -103,13 +107,14 @@ def new_uid(old: str, uid_map: dict[str, str], salt: str = "") -> str:
     old = str(old).strip().rstrip("\x00")
     if not old:
         return old
-    if old not in uid_map:
-        if salt:
-            val = int.from_bytes(hashlib.sha256((salt + "|" + old).encode()).digest()[:16], "big")
-        else:
-            val = uuid.uuid4().int
-        uid_map[old] = f"2.25.{val}"
-    return uid_map[old]
+    with _LOCK:  # headers are read in threads that share one map
+        if old not in uid_map:
+            if salt:
+                val = int.from_bytes(hashlib.sha256((salt + "|" + old).encode()).digest()[:16], "big")
+            else:
+                val = uuid.uuid4().int
+            uid_map[old] = f"2.25.{val}"
+        return uid_map[old]
 
 
 def _dummy(vr: str) -> Any:

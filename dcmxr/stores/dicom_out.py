@@ -135,7 +135,8 @@ def _write_instance(ds, arr: np.ndarray | None, syntax: str, path: Path) -> None
 
     path.parent.mkdir(parents=True, exist_ok=True)
     with pydicom.config.disable_value_validation():
-        ds.save_as(path, enforce_file_format=True)
+        ds.save_as(path, enforce_file_format=False, implicit_vr=target == IMPLICIT_LE if native else False,
+                   little_endian=True)
 
 
 def to_dicom(store: Any, out: str | os.PathLike, *, transfer_syntax: str = EXPLICIT_LE,
@@ -169,7 +170,7 @@ def to_dicom(store: Any, out: str | os.PathLike, *, transfer_syntax: str = EXPLI
 
     zarr = _zarr()
     status = archive_status(store)
-    if status.empty and "dcmxr_archive" not in dict(zarr.open_group(store, mode="r").attrs):
+    if status.empty and "dcmxr_archive" not in dict(zarr.open_group(store, mode="r", use_consolidated=False).attrs):
         raise ExportError(f"{store} is not a dcmxr archive (no dcmxr_archive attrs)")
     if groups is not None:
         bad = [g for g in groups if g not in set(status["group"][status["complete"]])]
@@ -178,7 +179,7 @@ def to_dicom(store: Any, out: str | os.PathLike, *, transfer_syntax: str = EXPLI
         todo = list(groups)
     else:
         todo = list(status["group"][status["complete"]])
-    root = zarr.open_group(store, mode="r")
+    root = zarr.open_group(store, mode="r", use_consolidated=False)
     out = Path(out)
     written: list[Path] = []
     seen: set[Path] = set()

@@ -19,6 +19,7 @@ from __future__ import annotations
 import html
 import os
 import re
+import socket
 import threading
 import urllib.parse
 from dataclasses import dataclass
@@ -47,6 +48,12 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args) -> None:  # noqa: A002 - quiet
         pass
+
+    def setup(self) -> None:
+        super().setup()
+        # headers and body go out in separate writes: without TCP_NODELAY, Nagle + delayed ACK
+        # add ~40 ms to every small response
+        self.request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def _target(self) -> Path | None:
         rel = urllib.parse.unquote(urllib.parse.urlsplit(self.path).path).lstrip("/")
@@ -125,6 +132,15 @@ class _Handler(BaseHTTPRequestHandler):
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+
+    def handle_error(self, request, client_address) -> None:
+        """Clients that hang up early (connection pools closing) are not errors worth printing."""
+        import sys
+
+        exc = sys.exc_info()[1]
+        if isinstance(exc, (ConnectionResetError, BrokenPipeError)):
+            return
+        super().handle_error(request, client_address)
 
     def __init__(self, root: Path, required_header: tuple[str, str] | None):
         super().__init__(("127.0.0.1", 0), _Handler)

@@ -149,8 +149,16 @@ class _BlockSpec:
 
 
 def _inside_mask_affine(shape_zyx, M, t, n_xyz, start_xyz) -> np.ndarray:
-    """Inside test of a block on the regular path, row by row (no 3-D index arrays)."""
+    """Inside test of a block on the regular path, row by row (no 3-D index arrays).
+
+    The map is affine, so when the block's 8 corner voxels are inside, all are:
+    then a broadcast all-True view is returned without per-row work.
+    """
     nz, ny, nx = shape_zyx
+    corners = np.array(list(product((0, nx - 1), (0, ny - 1), (0, nz - 1))), dtype=np.float64)
+    ci = corners @ M.T + t + np.asarray(start_xyz, dtype=np.float64)
+    if np.all(ci >= -0.5 - _EPS) and np.all(ci <= np.asarray(n_xyz, dtype=np.float64) - 0.5 + _EPS):
+        return np.broadcast_to(np.True_, (nz, ny, nx))
     kk = np.arange(nz, dtype=np.float64)[:, None]
     jj = np.arange(ny, dtype=np.float64)[None, :]
     imin = np.full((nz, ny), -np.inf)
@@ -171,36 +179,170 @@ def _inside_mask_affine(shape_zyx, M, t, n_xyz, start_xyz) -> np.ndarray:
     return (ii >= imin[..., None]) & (ii <= imax[..., None])
 
 
-def _separable(src3: np.ndarray, scale, shift, shape_zyx, order: int, dtype: np.dtype) -> np.ndarray:
-    """Axis-aligned resampling (diagonal index map) by 1-D passes in numpy.
+@dataclass(frozen=True)
+class _AxisPlan:
+    """1-D sampling of one axis: ``value = (1 - w) * a[i0] + w * a[i1]`` (``w`` None: ``a[i0]``)."""
 
-    ``input index = scale * output index + shift`` per array axis. Equal to
-    ``scipy.ndimage.affine_transform(..., order, mode="nearest")`` for orders
-    0 and 1, but numpy releases the GIL, so dask threads run in parallel.
-    """
-    work = np.float64 if dtype == np.float64 else np.float32
-    a = src3
-    # shrink first: do the axes with the smallest output/input ratio first
-    axes = sorted(range(3), key=lambda k: shape_zyx[k] / max(a.shape[k], 1))
-    for k in axes:
-        n = a.shape[k]
-        c = scale[k] * np.arange(shape_zyx[k], dtype=np.float64) + shift[k]
-        if order == 0:
-            i0 = np.clip(np.floor(c + 0.5).astype(np.intp), 0, n - 1)
-            a = np.take(a, i0, axis=k)
-            continue
+    i0: np.ndarray
+    i1: np.ndarray | None
+    w: np.ndarray | None
+    identity: bool
+
+
+def _axis_plan(n_out: int, scale: float, shift: float, n_in: int, order: int, work: np.dtype) -> _AxisPlan:
+    """Indices and weights of ``input index = scale * output index + shift``, edges replicated."""
+    c = scale * np.arange(n_out, dtype=np.float64) + shift
+    if order == 0:
+        i0 = np.clip(np.floor(c + 0.5).astype(np.intp), 0, n_in - 1)
+        i1 = w = None
+    else:
         f = np.floor(c)
+        i0 = np.clip(f.astype(np.intp), 0, n_in - 1)
+        i1 = np.clip(f.astype(np.intp) + 1, 0, n_in - 1)
         w = (c - f).astype(work)
-        i0 = np.clip(f.astype(np.intp), 0, n - 1)
-        i1 = np.clip(f.astype(np.intp) + 1, 0, n - 1)
-        shp = [1, 1, 1]
-        shp[k] = -1
-        w = w.reshape(shp)
-        t0 = np.take(a, i0, axis=k)
-        res = np.subtract(np.take(a, i1, axis=k), t0, dtype=work)
-        res *= w
-        res += t0
-        a = res
+        if not np.any(w):  # on the input grid: a pure gather
+            i1 = w = None
+    identity = i1 is None and n_out == n_in and bool(np.array_equal(i0, np.arange(n_in)))
+    return _AxisPlan(i0, i1, w, identity)
+
+
+class _PlaneResampler:
+    """Resamples 2-D ``(y, x)`` input slices along y then x, into reusable buffers.
+
+    All work is numpy ufuncs and ``take`` with ``out=`` (no large temporaries,
+    so no page faults per slice; numpy releases the GIL, so Dask threads run
+    in parallel).
+    """
+
+    def __init__(self, py: _AxisPlan, px: _AxisPlan, shape_in: tuple[int, int], src_dtype: np.dtype,
+                 work: np.dtype):
+        self.py, self.px, self.work = py, px, work
+        ny = len(py.i0)
+        self.rows0 = np.empty((ny, shape_in[1]), src_dtype)
+        self.rows1 = np.empty((ny, shape_in[1]), src_dtype) if py.w is not None else None
+        self.t = np.empty((ny, shape_in[1]), work)
+        self.b0 = np.empty((ny, len(px.i0)), work) if px.w is not None else None
+
+    def __call__(self, S: np.ndarray, out: np.ndarray) -> np.ndarray:
+        py, px = self.py, self.px
+        # y: whole rows (contiguous copies)
+        if py.identity:
+            t = S
+        elif py.w is None:
+            t = np.take(S, py.i0, axis=0, out=self.rows0)
+        else:
+            np.take(S, py.i0, axis=0, out=self.rows0)
+            np.take(S, py.i1, axis=0, out=self.rows1)
+            t = self.t
+            np.subtract(self.rows1, self.rows0, out=t, dtype=self.work)
+            t *= py.w[:, None]
+            np.add(t, self.rows0, out=t, dtype=self.work)
+        # x
+        if px.identity:
+            np.copyto(out, t, casting="unsafe")
+        elif px.w is None:
+            if t.dtype == out.dtype:
+                np.take(t, px.i0, axis=1, out=out)
+            else:
+                np.copyto(out, np.take(t, px.i0, axis=1), casting="unsafe")
+        else:
+            if t.dtype != self.work:  # y was a gather of the raw input
+                np.copyto(self.t, t, casting="unsafe")
+                t = self.t
+            np.take(t, px.i0, axis=1, out=self.b0)
+            np.take(t, px.i1, axis=1, out=out)
+            out -= self.b0
+            out *= px.w
+            out += self.b0
+        return out
+
+
+def _separable(get_slice, n_in_zyx, scale, shift, out3: np.ndarray, order: int) -> np.ndarray:
+    """Axis-aligned resampling (diagonal index map) into ``out3``, slice by slice.
+
+    ``input index = scale * output index + shift`` per array axis (z, y, x);
+    ``get_slice(k)`` returns the 2-D input slice ``k``. Each needed input
+    slice is resampled in plane once (y then x), kept while output slices
+    still need it (at most a few, since the z indices are monotonic), and
+    output slices are linear blends of two of them. Equal to
+    ``scipy.ndimage.affine_transform(..., order, mode="nearest")`` for orders
+    0 and 1 (up to float rounding), with peak memory of a few slices beyond
+    ``out3``.
+    """
+    work = out3.dtype
+    nz, ny, nx = out3.shape
+    pz, py, px = (_axis_plan(n, float(a), float(b), m, order, work)
+                  for n, a, b, m in zip((nz, ny, nx), scale, shift, n_in_zyx))
+    first = get_slice(int(pz.i0[0]))
+    plane = _PlaneResampler(py, px, first.shape, first.dtype, work)
+    cache: dict[int, np.ndarray] = {}
+    free: list[np.ndarray] = []
+
+    def resampled(k: int, keep: tuple[int, ...]) -> np.ndarray:
+        p = cache.get(k)
+        if p is None:
+            for old in [o for o in cache if o not in keep]:
+                free.append(cache.pop(old))
+            p = free.pop() if free else np.empty((ny, nx), work)
+            cache[k] = plane(get_slice(k), p)
+        return p
+
+    for k in range(nz):
+        i0 = int(pz.i0[k])
+        if pz.w is None or pz.w[k] == 0:
+            np.copyto(out3[k], resampled(i0, (i0,)))
+            continue
+        i1 = int(pz.i1[k])
+        a = resampled(i0, (i0, i1))
+        b = resampled(i1, (i0, i1))
+        o = out3[k]
+        np.subtract(b, a, out=o)
+        o *= pz.w[k]
+        o += a
+    return out3
+
+
+def _slice_getter(chunks: list, spec: "_BlockSpec", lp: tuple, tp: tuple):
+    """``k -> 2-D input slice k`` (local z) read from the chunks without assembling a sub-array.
+
+    Only when the pieces split the needed box along z alone (the usual
+    frame-aligned chunking); otherwise returns None.
+    """
+    nl = spec.n_lead
+    pieces = spec.pieces
+    yx0 = pieces[0][1][nl + 1 : nl + 3]
+    if any(p[1][nl + 1 : nl + 3] != yx0 for p in pieces):
+        return None
+    table = []
+    for arr, (src_sl, dst_sl) in zip(chunks, pieces):
+        zs, zd = src_sl[nl], dst_sl[nl]
+        table.append((zd.start, zd.stop, zs.start, np.asarray(arr), src_sl[nl + 1 : nl + 3]))
+
+    def get(k: int) -> np.ndarray:
+        for d0, d1, s0, arr, yx in table:
+            if d0 <= k < d1:
+                v = arr[lp + (s0 + k - d0,) + yx + tp]
+                return v.view(np.uint8) if v.dtype == bool else v
+        raise IndexError(k)  # pragma: no cover
+
+    return get
+
+
+def _assemble(chunks: list, spec: _BlockSpec) -> np.ndarray:
+    """The needed input box as one array (a view when it lies in a single chunk)."""
+    if len(chunks) == 1:
+        sub = np.asarray(chunks[0])[spec.pieces[0][0]]
+    else:
+        sub = np.empty(spec.sub_shape, dtype=np.asarray(chunks[0]).dtype)
+        for arr, (src_sl, dst_sl) in zip(chunks, spec.pieces):
+            sub[dst_sl] = np.asarray(arr)[src_sl]
+    return sub.view(np.uint8) if sub.dtype == bool else sub
+
+
+def _widen(a: np.ndarray) -> np.ndarray:
+    """64-bit integers and float16 are interpolated in float64 (scipy has no kernels for them)."""
+    if a.dtype.kind in "iu" and a.dtype.itemsize > 4 or a.dtype == np.float16:
+        return a.astype(np.float64)
     return a
 
 
@@ -209,26 +351,19 @@ def _interp_block(chunks: list, spec: _BlockSpec) -> np.ndarray:
         out = np.empty(spec.out_shape, dtype=spec.dtype)
         out[...] = spec.fill
         return out
-    if len(chunks) == 1:
-        sub = np.asarray(chunks[0])[spec.pieces[0][0]]
-    else:
-        sub = np.empty(spec.sub_shape, dtype=np.asarray(chunks[0]).dtype)
-        for arr, (src_sl, dst_sl) in zip(chunks, spec.pieces):
-            sub[dst_sl] = np.asarray(arr)[src_sl]
-    if sub.dtype == bool:
-        sub = sub.view(np.uint8)
-    work_dtype = np.uint8 if spec.dtype == bool else spec.dtype
+    work_dtype = np.dtype(np.uint8) if spec.dtype == bool else np.dtype(spec.dtype)
     nl = spec.n_lead
     shape_zyx = spec.out_shape[nl : nl + 3]
+    coords = None
+    diagonal = False
     if spec.matrix is not None:
         M, t = spec.matrix, spec.offset
         mask = _inside_mask_affine(shape_zyx, M, t, spec.in_shape_xyz, spec.sub_start_xyz)
         # array axes are (z, y, x): reverse the xyz matrix
         Mz = M[::-1, ::-1].copy()
         tz = t[::-1].copy()
-        coords = None
         off = Mz - np.diag(np.diag(Mz))
-        diagonal = spec.order in (0, 1) and np.all(np.abs(off) <= 1e-9 * np.abs(Mz).max())
+        diagonal = spec.order in (0, 1) and bool(np.all(np.abs(off) <= 1e-9 * np.abs(Mz).max()))
     else:
         xo, yo, zo = spec.out_vals
         dx, dy, dz = spec.out_dirs
@@ -243,36 +378,41 @@ def _interp_block(chunks: list, spec: _BlockSpec) -> np.ndarray:
             idx[..., a] -= spec.sub_start_xyz[a]
         coords = np.stack([idx[..., 2], idx[..., 1], idx[..., 0]])  # (z, y, x) order
         del idx
-    lead_trail_shapes = spec.out_shape[:nl] + spec.out_shape[nl + 3 :]
     all_inside = bool(mask.all())
-    out = np.empty(spec.out_shape, dtype=spec.dtype) if lead_trail_shapes else None
+    out = np.empty(spec.out_shape, dtype=work_dtype)
+    lead_trail_shapes = spec.out_shape[:nl] + spec.out_shape[nl + 3 :]
+    src_dtype = np.asarray(chunks[0]).dtype
+    # read slices straight from the chunks unless the values must be widened first (see _widen)
+    direct = diagonal and not (src_dtype.kind in "iu" and src_dtype.itemsize > 4 or src_dtype == np.float16)
+    sub = None
     for pos in np.ndindex(*lead_trail_shapes):
         lp, tp = pos[:nl], pos[nl:]
-        src3 = sub[lp + (slice(None),) * 3 + tp]
-        if src3.dtype.kind in "iu" and src3.dtype.itemsize > 4 or src3.dtype == np.float16:
-            src3 = src3.astype(np.float64)
-        if coords is None and diagonal:
-            o = _separable(src3, np.diag(Mz), tz, shape_zyx, spec.order, np.dtype(work_dtype))
-            o = o.astype(work_dtype, copy=False)
-        elif coords is None:
-            from scipy import ndimage
-
-            o = np.empty(shape_zyx, dtype=work_dtype)
-            ndimage.affine_transform(src3, Mz, offset=tz, output_shape=shape_zyx, output=o,
-                                     order=spec.order, mode="nearest", prefilter=spec.order > 1)
+        sel = lp + (slice(None),) * 3 + tp
+        o = out[sel]  # a view: every path writes the result in place
+        get = _slice_getter(chunks, spec, lp, tp) if direct else None
+        if get is not None:
+            n_in = tuple(spec.sub_shape[nl : nl + 3])
+            _separable(get, n_in, np.diag(Mz), tz, o, spec.order)
         else:
-            from scipy import ndimage
+            if sub is None:
+                sub = _assemble(chunks, spec)
+            src3 = _widen(sub[sel])
+            if diagonal:
+                _separable(lambda k, a=src3: a[k], src3.shape, np.diag(Mz), tz, o, spec.order)
+            else:
+                from scipy import ndimage
 
-            o = np.empty(shape_zyx, dtype=work_dtype)
-            ndimage.map_coordinates(src3, coords, output=o, order=spec.order, mode="nearest",
-                                    prefilter=spec.order > 1)
-        res = o.view(bool) if spec.dtype == bool else o
+                res = np.empty(shape_zyx, dtype=work_dtype)
+                if coords is None:
+                    ndimage.affine_transform(src3, Mz, offset=tz, output_shape=shape_zyx, output=res,
+                                             order=spec.order, mode="nearest", prefilter=spec.order > 1)
+                else:
+                    ndimage.map_coordinates(src3, coords, output=res, order=spec.order, mode="nearest",
+                                            prefilter=spec.order > 1)
+                o[...] = res
         if not all_inside:
-            np.copyto(res, spec.fill, where=~mask, casting="unsafe")
-        if not lead_trail_shapes:
-            return res
-        out[lp + (slice(None),) * 3 + tp] = res
-    return out
+            np.copyto(o, spec.fill, where=~mask, casting="unsafe")
+    return out.view(bool) if spec.dtype == bool else out
 
 
 # ------------------------------------------------------------------ the engine

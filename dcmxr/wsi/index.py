@@ -32,7 +32,9 @@ class LevelIndex:
     samples: int
     storage_options: dict | None = None
     icc_profile: bytes | None = None
+    jpeg_decoder: str = "libjpeg-turbo"
     _grid: dict | None = field(default=None, repr=False)
+    region_context: dict | None = field(default=None, repr=False)
 
     def grid(self) -> dict[tuple[int, int, int, int], list[Placement]]:
         """``(path, plane, tile_row, tile_col) -> placements`` touching that tile cell."""

@@ -63,11 +63,16 @@ def _spacing(rows: pd.DataFrame) -> tuple[float, float] | None:
 
 
 def _total_shape(rows: pd.DataFrame) -> tuple[int, int]:
-    first = rows.iloc[0]
+    first = _first_row(rows)
     tr, tc = first.get("total_pixel_matrix_rows"), first.get("total_pixel_matrix_columns")
     if tr is None or tc is None or pd.isna(tr) or pd.isna(tc):
         return int(first["rows"]), int(first["columns"])
     return int(tr), int(tc)
+
+
+def _first_row(rows: pd.DataFrame) -> dict:
+    """The first row as a dict (cheaper than ``rows.iloc[0]``, which builds an object Series)."""
+    return rows.head(1).to_dict("records")[0]
 
 
 def _num(v: Any) -> Any:
@@ -88,6 +93,7 @@ def build_level(
     threads: int = 1,
     storage_options: dict | None = None,
     apply_icc: bool = False,
+    jpeg_decoder: str = "libjpeg-turbo",
 ):
     """Build the lazy DataArray of one level from its frames' table rows.
 
@@ -109,6 +115,8 @@ def build_level(
     storage_options : dict, optional
     apply_icc : bool
         Convert through the ICC profile to sRGB at compute time.
+    jpeg_decoder : {"libjpeg-turbo", "pydicom"}
+        JPEG baseline tiles: libjpeg-turbo's RGB (fast) or pydicom's exact values.
 
     Returns
     -------
@@ -130,7 +138,7 @@ def build_level(
 
     th, tw = check_tile_shapes(rows, name)
     total = _total_shape(rows)
-    if rows.groupby(["total_pixel_matrix_rows", "total_pixel_matrix_columns"], dropna=False).ngroups > 1:
+    if len(set(zip(rows["total_pixel_matrix_rows"].astype(str), rows["total_pixel_matrix_columns"].astype(str)))) > 1:
         raise GeometryError(f"{name}: its instances disagree on the total pixel matrix size")
     first_path = str(rows["path"].iloc[0])
     info0 = infos[first_path]
@@ -174,7 +182,7 @@ def build_level(
     spp = ref0.samples_per_pixel
     from ..backend.build import stored_dtype
 
-    dtype = stored_dtype(rows.iloc[0])
+    dtype = stored_dtype(_first_row(rows))
     if fill is None:
         fill = background(info0.optical_paths, spp, ref0.bits_stored)
     icc = None
@@ -193,7 +201,7 @@ def build_level(
         lead_dims.append("focal_plane")
     tail = (spp,) if spp > 1 else ()
     token = tokenize(sorted({str(r) for r in rows["sop_instance_uid"]}), total, (th, tw), cy, cx, fill, dtype.str,
-                     bool(icc), threads, [(pl.ref.url, pl.ref.offset) for pl in placements[:4]])
+                     bool(icc), threads, jpeg_decoder, [(pl.ref.url, pl.ref.offset) for pl in placements[:4]])
     key = f"wsi-{name}-{token}"
     graph: dict = {}
     for ip in range(n_paths):
@@ -204,7 +212,7 @@ def build_level(
                     x0, x1 = int(x_edges[ix]), int(x_edges[ix + 1])
                     spec = TileSpec(y0=y0, x0=x0, shape=(y1 - y0, x1 - x0) + tail, dtype=dtype.str, fill=fill,
                                     lead=len(lead_dims), threads=threads, storage_options=storage_options,
-                                    icc_profile=icc)
+                                    icc_profile=icc, jpeg_decoder=jpeg_decoder)
                     lead_idx = ((ip,) if n_paths > 1 else ()) + ((iz,) if n_planes > 1 else ())
                     idx = lead_idx + (iy, ix) + ((0,) if tail else ())
                     graph[(key,) + idx] = (read_tiles, tuple(bins.get((ip, iz, iy, ix), ())), spec)
@@ -212,7 +220,8 @@ def build_level(
     chunk_spec += (tuple(np.diff(y_edges).tolist()), tuple(np.diff(x_edges).tolist()))
     chunk_spec += ((spp,),) if tail else ()
     register(key, LevelIndex(placements=tuple(placements), tile=(th, tw), total=total, dtype=dtype.str,
-                             fill=fill, samples=spp, storage_options=storage_options, icc_profile=icc))
+                             fill=fill, samples=spp, storage_options=storage_options, icc_profile=icc,
+                             jpeg_decoder=jpeg_decoder))
     hlg = HighLevelGraph.from_collections(key, graph, dependencies=())
     arr = da.Array(hlg, key, chunks=chunk_spec, dtype=dtype)
 
@@ -231,10 +240,28 @@ def build_level(
                 "focal_plane", np.arange(n_planes) * info0.spacing_between_slices, {"units": "mm"})
         else:
             coords["focal_plane"] = ("focal_plane", np.arange(n_planes))
-    out = xr.DataArray(arr, dims=dims, coords=coords, name="image")
+    out = xr.DataArray(arr, dims=dims, coords=_indexed(coords), name="image")
     out.attrs.update(_level_attrs(rows, infos, (th, tw), total, fill, spacing, ref0.photometric_interpretation))
     out.encoding["preferred_chunks"] = {"y": th, "x": tw}
     return out
+
+
+def _indexed(coords: dict):
+    """Dimension coordinates with their pandas indexes built directly.
+
+    Same result as passing the dict to ``xr.DataArray``, but it skips
+    xarray's duck-array probing (which imports pint, sparse... on first use).
+    """
+    import pandas as pd
+    import xarray as xr
+    from xarray.core.indexes import PandasIndex
+
+    variables, indexes = {}, {}
+    for name, value in coords.items():
+        var = value if isinstance(value, xr.Variable) else xr.Variable(value[0], np.asarray(value[1]))
+        variables[name] = var
+        indexes[name] = PandasIndex(pd.Index(np.asarray(var.values)), name)
+    return xr.Coordinates(variables, indexes=indexes)
 
 
 def _check_full_coverage(rows, placements, tile, total, n_planes, n_paths, name) -> None:
@@ -254,7 +281,7 @@ def _check_full_coverage(rows, placements, tile, total, n_planes, n_paths, name)
 
 
 def _level_attrs(rows, infos, tile, total, fill, spacing, stored_pi) -> dict:
-    first = rows.iloc[0]
+    first = _first_row(rows)
     info = infos[str(first["path"])]
     pi = str(first.get("photometric_interpretation") or "")
     attrs: dict[str, Any] = {

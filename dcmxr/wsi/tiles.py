@@ -53,6 +53,8 @@ class TileSpec:
         Apply this ICC profile (to sRGB) with Pillow's ImageCms.
     limit : (int, int) or None
         Level size ``(rows, columns)``: tile padding beyond it is not pasted.
+    jpeg_decoder : str
+        "libjpeg-turbo" or "pydicom" (see :mod:`dcmxr.wsi.decode`).
     """
 
     y0: int
@@ -65,6 +67,7 @@ class TileSpec:
     storage_options: dict | None = None
     icc_profile: bytes | None = None
     limit: tuple[int, int] | None = None
+    jpeg_decoder: str = "libjpeg-turbo"
 
 
 def read_tiles(placements: tuple[Placement, ...], spec: TileSpec, decoder=None) -> np.ndarray:
@@ -79,7 +82,7 @@ def read_tiles(placements: tuple[Placement, ...], spec: TileSpec, decoder=None) 
         Frames intersecting the block (later ones overwrite earlier ones).
     spec : TileSpec
     decoder : callable, optional
-        ``refs -> arrays`` replacing :func:`dcmxr.decode.codecs.decode_frames`
+        ``refs -> arrays`` replacing :func:`dcmxr.wsi.decode.decode_tiles`
         (region reads pass a cached one).
 
     Returns
@@ -87,14 +90,19 @@ def read_tiles(placements: tuple[Placement, ...], spec: TileSpec, decoder=None) 
     numpy.ndarray
         ``(1,) * spec.lead + spec.shape``.
     """
-    from ..decode.codecs import decode_frames
+    from .decode import decode_tiles
 
-    out = np.full(spec.shape, spec.fill, dtype=spec.dtype)
-    if placements:
-        refs = [p.ref for p in placements]
-        decoded = decoder(refs) if decoder is not None else decode_frames(
-            refs, threads=spec.threads, storage_options=spec.storage_options)
-        paste(out, placements, decoded, spec)
+    refs = [p.ref for p in placements]
+    decoded = decoder(refs) if decoder is not None else decode_tiles(
+        refs, threads=spec.threads, storage_options=spec.storage_options, jpeg_decoder=spec.jpeg_decoder)
+    if (len(decoded) == 1 and spec.limit is None and placements[0].row == spec.y0 and placements[0].col == spec.x0
+            and decoded[0].shape == tuple(spec.shape) and decoded[0].dtype == np.dtype(spec.dtype)
+            and decoded[0].flags.writeable and spec.icc_profile is None):
+        out = decoded[0]  # the block is exactly one stored tile: no fill, no copy
+    else:
+        out = np.full(spec.shape, spec.fill, dtype=spec.dtype)
+        if placements:
+            paste(out, placements, decoded, spec)
     if spec.icc_profile is not None:
         from .icc import apply_icc
 
@@ -113,27 +121,6 @@ def paste(out: np.ndarray, placements, decoded, spec: TileSpec) -> None:
         ye, xe = min(r0 + arr.shape[0], h), min(c0 + arr.shape[1], w)
         if ye > ys and xe > xs:
             out[ys:ye, xs:xe] = arr[ys - r0 : ye - r0, xs - c0 : xe - c0]
-
-
-def _frame_ref(row: pd.Series, index: int) -> FrameRef:
-    deflate = row.get("deflate_from")
-    return FrameRef(
-        url=str(row["path"]),
-        offset=int(row["pixel_offset"]),
-        length=int(row["pixel_length"]),
-        transfer_syntax=str(row["transfer_syntax_uid"]),
-        rows=int(row["rows"]),
-        columns=int(row["columns"]),
-        samples_per_pixel=int(row.get("samples_per_pixel") or 1),
-        bits_allocated=int(row["bits_allocated"]),
-        bits_stored=int(row.get("bits_stored") or row["bits_allocated"]),
-        pixel_representation=int(row.get("pixel_representation") or 0),
-        photometric_interpretation=str(row.get("photometric_interpretation") or "MONOCHROME2"),
-        planar_configuration=int(row.get("planar_configuration") or 0) if pd.notna(row.get("planar_configuration")) else 0,
-        frame_index=index,
-        bit_offset=int(row.get("bit_offset") or 0),
-        deflate_from=int(deflate) if deflate is not None and pd.notna(deflate) else None,
-    )
 
 
 def place_frames(
@@ -170,31 +157,73 @@ def place_frames(
                and "row_position_in_total_image_pixel_matrix" in rows.columns)
     out: list[Placement] = []
     path = str(rows["path"].iloc[0])
+    refs = _frame_refs(rows)
+    frames = [r.frame_index for r in refs]
     if organization.upper() == "TILED_FULL" or not has_pos:
         capacity = across * down * focal_planes * optical_paths
-        for _, row in rows.iterrows():
-            i = int(row["frame"]) + concatenation_offset
+        for ref, frame in zip(refs, frames):
+            i = frame + concatenation_offset
             if i >= capacity:
                 raise InvalidDicomError(
-                    f"{path}: frame {int(row['frame'])} (tile {i}) lies outside the TILED_FULL grid of "
+                    f"{path}: frame {frame} (tile {i}) lies outside the TILED_FULL grid of "
                     f"{down}x{across} tiles x {focal_planes} focal planes x {optical_paths} optical paths"
                 )
             c, r = i % across, (i // across) % down
             z, p = (i // (across * down)) % focal_planes, i // (across * down * focal_planes)
-            out.append(Placement(_frame_ref(row, int(row["frame"])), r * th, c * tw, z, p))
+            out.append(Placement(ref, r * th, c * tw, z, p))
         return out
-    zcol = rows["z_offset_in_slide_coordinate_system"] if "z_offset_in_slide_coordinate_system" in rows else None
-    for k, (_, row) in enumerate(rows.iterrows()):
-        frame = int(row["frame"])
-        col = row["column_position_in_total_image_pixel_matrix"]
-        rr = row["row_position_in_total_image_pixel_matrix"]
+    zcol = rows["z_offset_in_slide_coordinate_system"].tolist() if "z_offset_in_slide_coordinate_system" in rows else None
+    cols = rows["column_position_in_total_image_pixel_matrix"].tolist()
+    rws = rows["row_position_in_total_image_pixel_matrix"].tolist()
+    for k, (ref, frame) in enumerate(zip(refs, frames)):
+        col, rr = cols[k], rws[k]
         if pd.isna(col) or pd.isna(rr):
             raise InvalidDicomError(f"{path}: TILED_SPARSE frame {frame} has no Plane Position (Slide)")
         z = 0
-        if plane_of_z is not None and zcol is not None and pd.notna(zcol.iloc[k]):
-            z = plane_of_z.get(round(float(zcol.iloc[k]), 6), 0)
+        if plane_of_z is not None and zcol is not None and pd.notna(zcol[k]):
+            z = plane_of_z.get(round(float(zcol[k]), 6), 0)
         p = path_of_frame[frame] if path_of_frame is not None and frame < len(path_of_frame) else 0
-        out.append(Placement(_frame_ref(row, frame), int(rr) - 1, int(col) - 1, z, p))
+        out.append(Placement(ref, int(rr) - 1, int(col) - 1, z, p))
+    return out
+
+
+def _column(rows: pd.DataFrame, name: str, default, cast):
+    """A column as a Python list (``default`` where missing / NaN)."""
+    if name not in rows.columns:
+        return [default] * len(rows)
+    return [default if v is None or (isinstance(v, float) and v != v) or v is pd.NA else cast(v)
+            for v in rows[name].tolist()]
+
+
+def _frame_refs(rows: pd.DataFrame) -> list[FrameRef]:
+    """FrameRefs of every row (column-wise: no per-row pandas access)."""
+    n = len(rows)
+    cols = {
+        "url": _column(rows, "path", "", str),
+        "offset": _column(rows, "pixel_offset", 0, int),
+        "length": _column(rows, "pixel_length", 0, int),
+        "transfer_syntax": _column(rows, "transfer_syntax_uid", "", str),
+        "rows": _column(rows, "rows", 0, int),
+        "columns": _column(rows, "columns", 0, int),
+        "samples_per_pixel": _column(rows, "samples_per_pixel", 1, int),
+        "bits_allocated": _column(rows, "bits_allocated", 0, int),
+        "bits_stored": _column(rows, "bits_stored", 0, int),
+        "pixel_representation": _column(rows, "pixel_representation", 0, int),
+        "photometric_interpretation": _column(rows, "photometric_interpretation", "MONOCHROME2", str),
+        "planar_configuration": _column(rows, "planar_configuration", 0, int),
+        "frame_index": _column(rows, "frame", 0, int),
+        "bit_offset": _column(rows, "bit_offset", 0, int),
+        "deflate_from": _column(rows, "deflate_from", None, int),
+    }
+    out = []
+    for i in range(n):
+        kw = {k: v[i] for k, v in cols.items()}
+        kw["samples_per_pixel"] = kw["samples_per_pixel"] or 1
+        kw["bits_stored"] = kw["bits_stored"] or kw["bits_allocated"]
+        kw["pixel_representation"] = kw["pixel_representation"] or 0
+        kw["photometric_interpretation"] = kw["photometric_interpretation"] or "MONOCHROME2"
+        kw["bit_offset"] = kw["bit_offset"] or 0
+        out.append(FrameRef(**kw))
     return out
 
 
@@ -230,9 +259,11 @@ def check_tile_shapes(rows: pd.DataFrame, level_name: str) -> tuple[int, int]:
     GeometryError
         The instances of one level use different tile sizes.
     """
-    shapes = rows.groupby(["rows", "columns"])["path"].first()
+    shapes: dict = {}
+    for r, c, p in zip(rows["rows"].tolist(), rows["columns"].tolist(), rows["path"].tolist()):
+        shapes.setdefault((int(r), int(c)), p)
     if len(shapes) > 1:
-        listing = "; ".join(f"{int(r)}x{int(c)} in {p}" for (r, c), p in shapes.items())
+        listing = "; ".join(f"{r}x{c} in {p}" for (r, c), p in sorted(shapes.items()))
         raise GeometryError(f"{level_name}: inconsistent tile sizes across its instances ({listing})")
-    (r, c) = shapes.index[0]
-    return int(r), int(c)
+    (r, c) = next(iter(shapes))
+    return r, c
