@@ -5,7 +5,12 @@ Tasks, each in a fresh subprocess per tool (peak RSS from ``ru_maxrss``):
 * ``open``     open the slide (headers only), timed after the package import;
 * ``import+open``  the package import plus the open (a fresh session's cost);
 * ``regions``  200 random 512x512 regions at level 0 (same seed for both);
-* ``full``     the whole level 0 as one array.
+* ``full``     the whole level 0 as one array (dcmxr: a Dask compute, threads scheduler); in a
+  fresh process Dask's first compute imports ``distributed`` when it is installed (about 0.4 s,
+  once per process, whatever the data);
+* ``full-warm``  the same after that one-time Dask set-up (``get_scheduler`` called once first);
+* ``full-region``  the whole level 0 through ``read_region`` (dcmxr: no Dask; wsidicom: the same
+  call as ``full``).
 
 Tools: ``dcmxr`` (WSI default ``jpeg_decoder="libjpeg-turbo"``: imagecodecs'
 libjpeg-turbo with its own YCbCr->RGB, identical to Pillow's decode),
@@ -92,6 +97,10 @@ def _child(tool: str, task: str, source: str) -> dict:
         slide = WsiDicom.open(source)
         t_open = time.perf_counter() - t0
         width, height = slide.levels[0].size.width, slide.levels[0].size.height
+    if task == "full-warm" and tool.startswith("dcmxr"):
+        import dask.base
+
+        dask.base.get_scheduler(scheduler="threads")  # Dask's one-time import of distributed
     rng = np.random.default_rng(0)
     xs = rng.integers(0, width - REGION, N_REGIONS)
     ys = rng.integers(0, height - REGION, N_REGIONS)
@@ -105,7 +114,13 @@ def _child(tool: str, task: str, source: str) -> dict:
             else:
                 arr = slide.read_region((x, y), 0, (REGION, REGION), threads=2, as_array=True)
             checksum += int(arr[::97, ::89].sum())
-    elif task == "full":
+    elif task == "full-region":
+        if tool.startswith("dcmxr"):
+            arr = dw.read_region(slide, (0, 0), 0, (width, height), threads=2).values
+        else:
+            arr = slide.read_region((0, 0), 0, (width, height), threads=2, as_array=True)
+        checksum = int(arr.shape[0])
+    elif task in ("full", "full-warm"):
         if tool.startswith("dcmxr"):
             arr = slide["level_0"]["image"].data.compute(scheduler="threads", num_workers=2)
         else:
@@ -116,7 +131,7 @@ def _child(tool: str, task: str, source: str) -> dict:
         elapsed = t_imp + t_open
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return {"seconds": elapsed, "peak_mb": (peak - base) / 1024 if task in ("regions", "full") else peak / 1024,
-            "checksum": checksum}
+            "checksum": checksum, "import": t_imp}
 
 
 def run(tool: str, task: str, source: str, before: str | None = None) -> dict:

@@ -157,6 +157,7 @@ def test_symlink_loops_and_hostile_names_in_a_tree(tmp_path):
 
 
 @pytest.mark.timeout(60)
+@pytest.mark.filterwarnings("ignore:.*VR CS:UserWarning")  # pydicom on the hostile ReferencedFileID
 def test_dicomdir_cannot_reference_files_outside_its_folder(tmp_path):
     """A DICOMDIR whose ReferencedFileID climbs out with '..' is not followed."""
     pydicom = pytest.importorskip("pydicom")

@@ -30,7 +30,7 @@ def _hd():
     return hd
 
 
-def _read(path: Any, what: str, sop_classes: tuple[str, ...]) -> Any:
+def _read(path: Any, what: str, sop_classes: tuple[str, ...], stop_before_pixels: bool = False) -> Any:
     import pydicom
 
     if isinstance(path, pydicom.Dataset):
@@ -43,7 +43,7 @@ def _read(path: Any, what: str, sop_classes: tuple[str, ...]) -> Any:
     if not p.exists():
         raise FileNotFoundError(f"{what}: no such file {p}")
     try:
-        ds = pydicom.dcmread(p)
+        ds = pydicom.dcmread(p, stop_before_pixels=stop_before_pixels)
     except pydicom.errors.InvalidDicomError as exc:
         raise NotDicomError(f"{p} is not a DICOM file: {exc}") from exc
     uid = str(ds.get("SOPClassUID", ""))
@@ -131,8 +131,15 @@ def open_seg(path: str | Path, like: Any = None, *, combine: bool | None = None)
         ``combine=True`` on overlapping segments.
     """
     hd = _hd()
-    ds = _read(path, "Segmentation", ("1.2.840.10008.5.1.4.1.1.66.4", "1.2.840.10008.5.1.4.1.1.66.7"))
-    seg = hd.seg.Segmentation.from_dataset(ds, copy=False)
+    ds = _read(path, "Segmentation", ("1.2.840.10008.5.1.4.1.1.66.4", "1.2.840.10008.5.1.4.1.1.66.7"),
+               stop_before_pixels=True)
+    import pydicom
+
+    if isinstance(path, pydicom.Dataset):
+        seg = hd.seg.Segmentation.from_dataset(ds, copy=False)
+    else:  # the same reader as highdicom.seg.segread
+        seg = hd.seg.Segmentation.from_file(path)
+        ds = seg
     seg_type = str(getattr(seg.segmentation_type, "value", seg.segmentation_type))
     items = [s for s in seg.SegmentSequence if int(s.SegmentNumber) > 0]
     numbers = [int(s.SegmentNumber) for s in items]

@@ -127,7 +127,8 @@ def series_groups(table: pd.DataFrame) -> list[dict]:
         if isinstance(num, float) and num == num and num.is_integer():
             num = int(num)
         num = "" if num is None or (isinstance(num, float) and num != num) else str(num)
-        desc = first.get("series_description") or first.get("modality") or "series"
+        desc = next((v for v in (first.get("series_description"), first.get("modality"))
+                     if isinstance(v, str) and v.strip()), "series")
         series = f"{safe_name(num, 'S')}_{safe_name(desc, 'series')}_{_short(first.get('series_instance_uid'))}"
         return f"/{patient}/{study}/{series}"
 

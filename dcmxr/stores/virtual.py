@@ -24,7 +24,8 @@ The array holds *stored* values (as ``open_series(..., raw=True)``) in the
 order of the series' first stack (``z`` by position, leading ``t`` etc. as
 dcmxr assembles them); the rescale is in the array attrs
 (``rescale_slope``/``rescale_intercept`` when constant). Missing grid
-positions are absent chunks (fill value 0). MOSAIC series (one stored frame
+positions are absent chunks (fill value 0). A series whose files use several transfer syntaxes is split into one group
+per syntax (``<series>_ts1`` ...). MOSAIC series (one stored frame
 holds many slices) and files that are deflated as a whole
 (1.2.840.10008.1.2.1.99) cannot be expressed as byte ranges per slice: for
 MOSAIC the group holds the stored frames (``dicom_frame``, ``frame_row``,
@@ -65,6 +66,13 @@ def _coord_refs(prefix: str, name: str, values: np.ndarray, attrs: dict, refs: d
     refs[f"{prefix}/{name}/0"] = _inline(values)
 
 
+def _int(v: Any, default: int) -> int:
+    """An int from a table value; None/NaN -> default."""
+    if v is None or (isinstance(v, float) and v != v):
+        return default
+    return int(v)
+
+
 def _frame_format(r: pd.Series) -> tuple[str, dict | None]:
     """(zarr dtype, compressor config or None) of one frame."""
     from ..backend.build import stored_dtype
@@ -72,12 +80,12 @@ def _frame_format(r: pd.Series) -> tuple[str, dict | None]:
 
     ts = str(r["transfer_syntax_uid"])
     dt = stored_dtype(r)
-    spp = int(r.get("samples_per_pixel") or 1)
-    ba = int(r.get("bits_allocated") or 16)
-    planar = int(r.get("planar_configuration") or 0) if "planar_configuration" in r else 0
-    pi = str(r.get("photometric_interpretation") or "MONOCHROME2")
-    bs = r.get("bits_stored")
-    bs = ba if bs is None or bs != bs else int(bs)
+    spp = _int(r.get("samples_per_pixel"), 1)
+    ba = _int(r.get("bits_allocated"), 16)
+    planar = _int(r.get("planar_configuration"), 0)
+    pi = r.get("photometric_interpretation")
+    pi = pi if isinstance(pi, str) and pi else "MONOCHROME2"
+    bs = _int(r.get("bits_stored"), ba)
     if ba >= 8 and not pi.startswith("YBR") and not (spp > 1 and planar) and bs == ba:
         if ts in _NATIVE_LE:
             return dt.newbyteorder("<").str, None
@@ -88,9 +96,9 @@ def _frame_format(r: pd.Series) -> tuple[str, dict | None]:
     fp = r.get("float_pixels")
     cfg = {"id": CODEC_ID, "transfer_syntax": ts, "rows": int(r["rows"]), "columns": int(r["columns"]),
            "samples_per_pixel": spp, "bits_allocated": ba, "bits_stored": bs,
-           "pixel_representation": int(r.get("pixel_representation") or 0),
+           "pixel_representation": _int(r.get("pixel_representation"), 0),
            "photometric_interpretation": pi, "planar_configuration": planar,
-           "bit_offset": int(r.get("bit_offset") or 0), "float_pixels": int(fp) if fp == fp and fp else 0}
+           "bit_offset": _int(r.get("bit_offset"), 0), "float_pixels": _int(fp, 0)}
     return dt.newbyteorder("=").str, cfg
 
 
@@ -113,7 +121,7 @@ def _series_refs(entry: dict, refs: dict, name: str) -> None:
             grid = None
     first = rows.iloc[0]
     dtype, comp = _frame_format(first)
-    spp = int(first.get("samples_per_pixel") or 1)
+    spp = _int(first.get("samples_per_pixel"), 1)
     fshape = [int(first["rows"]), int(first["columns"])] + ([spp] if spp > 1 else [])
     fdims = ["y", "x"] + (["c"] if spp > 1 else [])
     prefix = f"{name}/image"
@@ -180,9 +188,7 @@ def virtual(source: Any, out: str | os.PathLike | None = None, *,
     refs: dict[str, Any] = {".zgroup": json.dumps({"zarr_format": 2}),
                             ".zattrs": json.dumps({"dcmxr_virtual": {"format": 1}})}
     failed = []
-    for entry in series_groups(table):
-        if entry["rows"].empty:
-            continue
+    for entry in _by_syntax(series_groups(table)):
         name = entry["path"].strip("/")
         for parent in _parents(name):
             refs.setdefault(f"{parent}/.zgroup", json.dumps({"zarr_format": 2}))
@@ -202,6 +208,20 @@ def virtual(source: Any, out: str | os.PathLike | None = None, *,
         with open(out, "w") as fh:
             json.dump(doc, fh)
     return doc
+
+
+def _by_syntax(entries: list[dict]) -> list[dict]:
+    """Split series whose files use several transfer syntaxes: one array needs one codec."""
+    out = []
+    for e in entries:
+        rows = e["rows"]
+        if rows.empty:
+            continue
+        parts = list(rows.groupby(rows["transfer_syntax_uid"].astype(str), sort=True))
+        for k, (_, part) in enumerate(parts):
+            out.append({**e, "rows": part.reset_index(drop=True),
+                        "path": e["path"] + ("" if k == 0 else f"_ts{k}")})
+    return out
 
 
 def _parents(name: str) -> list[str]:

@@ -282,7 +282,6 @@ def _truncations(data: bytes, bounds: list[Boundary], limit: int) -> Iterator[tu
 
 
 def _wrong_vrs_and_lengths(data: bytes, bounds: list[Boundary], limit: int) -> Iterator[tuple[str, bytes]]:
-    n = 0
     top = [b for b in bounds if b.depth == 0 and b.tag >> 16 != 0xFFFE]
     picks = top[:: max(1, len(top) // max(1, limit // 6))]
     for b in picks:
@@ -295,7 +294,6 @@ def _wrong_vrs_and_lengths(data: bytes, bounds: list[Boundary], limit: int) -> I
             m = bytearray(data)
             _put_length(m, b, value)
             yield f"length{value:#x}@{b.start}", bytes(m)
-        n += 1
 
 
 def _undelimited_sequences(data: bytes, ts: str, bounds: list[Boundary]) -> Iterator[tuple[str, bytes]]:
