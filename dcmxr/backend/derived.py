@@ -131,15 +131,21 @@ def open_seg(path: str | Path, like: Any = None, *, combine: bool | None = None)
         ``combine=True`` on overlapping segments.
     """
     hd = _hd()
-    ds = _read(path, "Segmentation", ("1.2.840.10008.5.1.4.1.1.66.4", "1.2.840.10008.5.1.4.1.1.66.7"),
-               stop_before_pixels=True)
     import pydicom
 
+    classes = ("1.2.840.10008.5.1.4.1.1.66.4", "1.2.840.10008.5.1.4.1.1.66.7")
     if isinstance(path, pydicom.Dataset):
-        seg = hd.seg.Segmentation.from_dataset(ds, copy=False)
-    else:  # the same reader as highdicom.seg.segread
-        seg = hd.seg.Segmentation.from_file(path)
-        ds = seg
+        seg = hd.seg.Segmentation.from_dataset(_read(path, "Segmentation", classes), copy=False)
+    else:  # the same reader as highdicom.seg.segread; the header is parsed once
+        if not Path(path).exists():
+            raise FileNotFoundError(f"Segmentation: no such file {path}")
+        try:
+            seg = hd.seg.Segmentation.from_file(path)
+        except Exception as exc:
+            _read(path, "Segmentation", classes, stop_before_pixels=True)  # raises the clear error
+            raise InvalidDicomError(f"{path}: highdicom cannot read this SEG: {exc}") from exc
+    ds = seg
+    where = "the SEG dataset" if isinstance(path, pydicom.Dataset) else str(path)
     seg_type = str(getattr(seg.segmentation_type, "value", seg.segmentation_type))
     items = [s for s in seg.SegmentSequence if int(s.SegmentNumber) > 0]
     numbers = [int(s.SegmentNumber) for s in items]
@@ -152,6 +158,8 @@ def open_seg(path: str | Path, like: Any = None, *, combine: bool | None = None)
     if seg_type == "FRACTIONAL" and not combine:
         kw["rescale_fractional"] = True
 
+    if "TotalPixelMatrixRows" in ds and like is not None:
+        raise InvalidDicomError(f"{where} is a slide (TILED) SEG: like= places volume SEGs only")
     try:
         if "TotalPixelMatrixRows" in ds:
             arr = np.asarray(seg.get_total_pixel_matrix(**kw))
@@ -160,10 +168,10 @@ def open_seg(path: str | Path, like: Any = None, *, combine: bool | None = None)
     except (ValueError, RuntimeError) as exc:
         if combine and "overlap" in str(exc).lower():
             raise AmbiguousSelectionError(
-                f"{path}: segments overlap, so one label array is ambiguous; use combine=False") from exc
-        raise InvalidDicomError(f"{path}: cannot arrange the SEG frames into a volume: {exc}") from exc
+                f"{where}: segments overlap, so one label array is ambiguous; use combine=False") from exc
+        raise InvalidDicomError(f"{where}: cannot arrange the SEG frames into a volume: {exc}") from exc
     except Exception:  # highdicom raises sqlite errors on frames without positions (projection images)
-        return _by_source_instance(seg, combine, numbers, labels, seg_type, attrs, path)
+        return _by_source_instance(seg, combine, numbers, labels, seg_type, attrs, where)
     from ..interop import from_highdicom_volume
 
     da = from_highdicom_volume(vol, name="labels" if combine else "mask")

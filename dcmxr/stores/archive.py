@@ -211,11 +211,11 @@ def _compressors(compressor: Any, level: int):
         name = compressor.lower()
         if name == "zstd":
             return (zarr.codecs.ZstdCodec(level=level),)
-        if name in ("blosc", "blosc-zstd"):
+        if name in ("blosc", "blosc-zstd"):  # Zstandard inside Blosc: bit-shuffle + threads
             return (zarr.codecs.BloscCodec(cname="zstd", clevel=level, shuffle="bitshuffle"),)
         if name == "gzip":
             return (zarr.codecs.GzipCodec(level=level),)
-        raise ValueError(f"unknown compressor {compressor!r}: use 'zstd', 'blosc', 'gzip', None or a zarr codec")
+        raise ValueError(f"unknown compressor {compressor!r}: use 'blosc-zstd', 'zstd', 'gzip', None or a zarr codec")
     return tuple(compressor) if isinstance(compressor, (list, tuple)) else (compressor,)
 
 
@@ -390,8 +390,8 @@ def _encoding(ds, compressors, shard_frames: bool) -> dict:
                     e["chunks"] = (1,) * (var.ndim - 2) + inner[-2:] if var.ndim > 2 else inner
                 else:
                     e["chunks"] = inner
-        elif var.dtype.kind == "O":
-            e["compressors"] = compressors
+        elif var.dtype.kind in "OUT" or str(var.dtype).startswith("String"):
+            e["compressors"] = (_zarr().codecs.ZstdCodec(level=3),) if compressors else None
         enc[name] = e
     return enc
 
@@ -449,7 +449,7 @@ def to_zarr(
     store: Any,
     *,
     layout: str = "dicom",
-    compressor: Any = "zstd",
+    compressor: Any = "blosc-zstd",
     level: int = 3,
     shards: bool = False,
     chunk_mb: float = 16,
@@ -472,8 +472,10 @@ def to_zarr(
         "dicom" (default) keeps every header and enough pixel data to write
         the DICOM back losslessly (:func:`dcmxr.stores.to_dicom`); "ome" adds
         OME-NGFF multiscales metadata to each image (see :mod:`dcmxr.stores.ome`).
-    compressor : "zstd", "blosc", "gzip", None, or zarr codec(s)
-        Lossless compression of every array.
+    compressor : "blosc-zstd", "zstd", "gzip", None, or zarr codec(s)
+        Lossless compression of the numeric arrays. The default is Zstandard
+        inside Blosc with bit-shuffle (smaller and about 2x faster than plain
+        ``"zstd"`` on 16-bit images); headers are always plain Zstandard.
     level : int
         Compression level.
     shards : bool
@@ -555,7 +557,9 @@ def to_zarr(
             bar.update(1)
     bar.close()
     try:
-        zarr.consolidate_metadata(store)
+        with warnings.catch_warnings():  # zarr notes consolidated metadata is not in the v3 spec
+            warnings.simplefilter("ignore", UserWarning)
+            zarr.consolidate_metadata(store)
     except Exception as exc:  # consolidation is an optimisation; never lose a finished archive to it
         warnings.warn(f"could not consolidate metadata of {store}: {exc}", DcmxrWarning, stacklevel=2)
     if report.failed:
@@ -646,7 +650,7 @@ def cli_convert(args) -> int:
     """
     report = to_zarr(
         args.source if len(args.source) != 1 else args.source[0], args.dest,
-        layout=getattr(args, "layout", "dicom"), compressor=getattr(args, "compressor", "zstd"),
+        layout=getattr(args, "layout", "dicom"), compressor=getattr(args, "compressor", "blosc-zstd"),
         level=getattr(args, "level", 3), shards=getattr(args, "shards", False),
         deidentify=getattr(args, "deidentify", False), overwrite=getattr(args, "overwrite", False),
         workers=getattr(args, "workers", None), progress=not getattr(args, "quiet", False),

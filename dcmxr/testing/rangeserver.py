@@ -69,11 +69,10 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header(k, v)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
-        sent = 0
+        # log before the body goes out: a client that got its bytes must find its request logged
+        self.server.log(Request(self.command, self.path, rng, status, 0 if head else len(body)))
         if not head:
             self.wfile.write(body)
-            sent = len(body)
-        self.server.log(Request(self.command, self.path, rng, status, sent))
 
     def _authorised(self) -> bool:
         need = self.server.required_header
@@ -103,8 +102,8 @@ class _Handler(BaseHTTPRequestHandler):
                 for k, v in base.items():
                     self.send_header(k, v)
                 self.send_header("Content-Length", str(size))
-                self.end_headers()
                 self.server.log(Request("HEAD", self.path, None, 200, 0))
+                self.end_headers()
                 return
             return self._reply(200, body, base)
         m = _RANGE.match(header.strip())
