@@ -1,4 +1,4 @@
-"""``dcmxr`` command line: scan | info | demo."""
+"""``dcmxr`` command line: demo | scan | info | convert."""
 
 from __future__ import annotations
 
@@ -61,6 +61,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_convert(args: argparse.Namespace) -> int:
+    from .stores.archive import cli_convert
+
+    return cli_convert(args)
+
+
 def cmd_scan(args: argparse.Namespace) -> int:
     import dcmxr
 
@@ -98,6 +104,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("source")
     p.add_argument("--csv", default=None, help="write the per-frame table to this CSV")
     p.set_defaults(func=cmd_scan)
+    p = sub.add_parser("convert", help="convert a DICOM tree into one zarr v3 archive (a group per series)")
+    p.add_argument("source", nargs="+", help="folders, files, globs or a DICOMDIR")
+    p.add_argument("dest", help="destination zarr store (resumed when it exists)")
+    p.add_argument("--layout", choices=["dicom", "ome"], default="dicom", help="'ome' adds OME-NGFF metadata")
+    p.add_argument("--compressor", default="blosc-zstd", help="blosc-zstd (default), zstd, gzip or none")
+    p.add_argument("--level", type=int, default=3, help="compression level")
+    p.add_argument("--shards", action="store_true", help="one shard per chunk, one-frame inner chunks")
+    p.add_argument("--deidentify", action="store_true", help="apply the DICOM PS3.15 Basic Profile")
+    p.add_argument("--uid-map", dest="uid_map", help="with --deidentify: write the old->new UID map (JSON) here")
+    p.add_argument("--overwrite", action="store_true", help="rewrite series that are already complete")
+    p.add_argument("--workers", type=int, default=None, help="threads/processes (default: CPUs, max 8)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_convert)
     p = sub.add_parser("info", help="print one series as a DataArray")
     p.add_argument("source")
     p.add_argument("--series", default=None)

@@ -93,7 +93,7 @@ def stored_dtype(row: pd.Series) -> np.dtype:
         return np.dtype("float32")
     if fp == 64:
         return np.dtype("float64")
-    bits = int(row["bits_allocated"])
+    bits = int(row["bits_allocated"]) if not _is_missing(row.get("bits_allocated")) else 16
     if bits == 1:
         return np.dtype("uint8")
     signed = int(row.get("pixel_representation") or 0) == 1
@@ -160,25 +160,33 @@ def output_dtype(t: pd.DataFrame, stored: np.dtype, slope: np.ndarray, icpt: np.
     return np.dtype("float32") if stored.itemsize <= 2 else np.dtype("float64")
 
 
+def _int(row: pd.Series, col: str, default: int) -> int:
+    """An integer column value, ``default`` when absent or NaN."""
+    v = row.get(col)
+    return default if _is_missing(v) else int(v)
+
+
 def _frameref(row: pd.Series) -> FrameRef:
     df = row.get("deflate_from")
+    bits = _int(row, "bits_allocated", 32 if _int(row, "float_pixels", 0) == 32 else 64
+                if _int(row, "float_pixels", 0) == 64 else 16)
     return FrameRef(
         url=str(row["path"]),
         offset=int(row["pixel_offset"]),
         length=int(row["pixel_length"]),
         transfer_syntax=str(row["transfer_syntax_uid"]),
-        rows=int(row.get("stored_rows") if not _is_missing(row.get("stored_rows")) else row["rows"]),
-        columns=int(row.get("stored_columns") if not _is_missing(row.get("stored_columns")) else row["columns"]),
-        samples_per_pixel=int(row.get("samples_per_pixel") or 1),
-        bits_allocated=int(row["bits_allocated"]),
-        bits_stored=int(row.get("bits_stored") or row["bits_allocated"]),
-        pixel_representation=int(row.get("pixel_representation") or 0),
+        rows=_int(row, "stored_rows", int(row["rows"])),
+        columns=_int(row, "stored_columns", int(row["columns"])),
+        samples_per_pixel=_int(row, "samples_per_pixel", 1),
+        bits_allocated=bits,
+        bits_stored=_int(row, "bits_stored", bits),
+        pixel_representation=_int(row, "pixel_representation", 0),
         photometric_interpretation=str(row.get("photometric_interpretation") or "MONOCHROME2"),
-        planar_configuration=int(row.get("planar_configuration") or 0) if not _is_missing(row.get("planar_configuration")) else 0,
+        planar_configuration=_int(row, "planar_configuration", 0),
         frame_index=int(row["frame"]),
-        bit_offset=int(row.get("bit_offset") or 0),
+        bit_offset=_int(row, "bit_offset", 0),
         deflate_from=None if _is_missing(df) else int(df),
-        float_pixels=int(row.get("float_pixels") or 0),
+        float_pixels=_int(row, "float_pixels", 0),
     )
 
 
