@@ -7,7 +7,7 @@ Every section runs dcmxr and a peer on the same files in one run and reports rat
   ``pydicom.dcmread(stop_before_pixels=True)`` loop vs SimpleITK's GDCM series scan
   (``GetGDCMSeriesIDs`` + ``GetGDCMSeriesFileNames`` of one series). Target: dcmxr >= 3x the pydicom loop.
 * ``graph``  -- ``open_study`` of the scanned table with one chunk per file: pickled graph bytes per
-  chunk, and scheduler overhead per chunk ((graph run - direct ``load_block`` calls) / chunks) on the
+  chunk, and scheduler overhead per chunk ((graph run - direct decode of every frame) / chunks) on the
   threaded scheduler and a 2-process LocalCluster.
 * ``remote`` -- the files served by a Range-capable HTTP server on 127.0.0.1: bytes moved by scan
   per file, and by computing K frames vs the frame bytes asked (target < 1.1x), next to
@@ -159,7 +159,6 @@ def bench_graph(folder: Path, cluster: bool) -> dict:
     import dask
 
     import dcmxr
-    from dcmxr.decode.plan import load_block
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -173,18 +172,16 @@ def bench_graph(folder: Path, cluster: bool) -> dict:
     graph_bytes = sum(len(pickle.dumps(g, protocol=5)) for g in graphs)
     out = {"series": len(arrays), "chunks": n_chunks, "open_study s": t_open,
            "pickled graph bytes/chunk": graph_bytes / n_chunks}
-    # direct: call the chunk task on every block, no scheduler
-    tasks = [v for g in graphs for v in g.values() if isinstance(v, tuple) and v and v[0] is load_block]
-    if not tasks:  # newer dask wraps tasks in Task objects
-        from dask._task_spec import Task
+    # direct: read and decode every frame (the chunks' work) with no scheduler at all
+    from dcmxr.backend.build import _frameref
+    from dcmxr.decode.codecs import decode_frames
 
-        tasks = [(t.func, *[a.value if hasattr(a, "value") else a for a in t.args])
-                 for g in graphs for t in g.values() if isinstance(t, Task) and t.func is load_block]
+    refs = [_frameref(row) for _, row in table.iterrows()]
     t0 = time.perf_counter()
-    for fn, *args in tasks:
-        fn(*args)
+    for ref in refs:
+        decode_frames([ref])
     t_direct = time.perf_counter() - t0
-    out["direct load_block s"] = t_direct
+    out["direct decode s"] = t_direct
     sums = [a.data.sum() for a in arrays]
     t0 = time.perf_counter()
     dask.compute(*sums, scheduler="threads", num_workers=2)

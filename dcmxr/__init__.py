@@ -18,7 +18,8 @@ from .backend.api import open_series, open_study
 from .backend.nifti import open_nifti
 from .perfusion import discover, open_bids, open_perfusion
 from .wsi import list_slides, open_slide, open_slides
-from . import rt, stores  # noqa: F401  (stores imports zarr lazily)
+from . import dicomweb, rt, sr, stores  # noqa: F401  (heavy deps load lazily)
+from .backend.derived import open_paramap, open_seg, open_sr
 from .rt import open_dose, open_rtstruct
 from .catalog.scan import scan
 
@@ -30,7 +31,8 @@ except PackageNotFoundError:  # pragma: no cover
 __all__ = [
     "scan", "list_series", "open_series", "open_study", "open_nifti", "errors", "__version__",
     "discover", "open_perfusion", "open_bids", "open_slide", "open_slides", "list_slides",
-    "open_dose", "open_rtstruct", "rt", "stores",
+    "open_dose", "open_rtstruct", "rt", "stores", "dicomweb", "sr",
+    "open_seg", "open_paramap", "open_sr",
     "units", "interop", "plotting", "to_simpleitk", "from_simpleitk", "to_highdicom_volume",
     "from_highdicom_volume", "to_nibabel", "from_nibabel",
 ]

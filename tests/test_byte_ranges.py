@@ -318,6 +318,12 @@ def test_fsspec_open_and_slice_byte_ranges(key, countmem):
 _ALLOWED_LEAVES = (str, bytes, int, float, bool, type(None), np.integer, np.floating)
 
 
+def _is_frame_stack(obj) -> bool:
+    from dcmxr.backend.build import FrameStack
+
+    return isinstance(obj, FrameStack)
+
+
 def _walk(obj, seen: set, found: list) -> None:
     if id(obj) in seen:
         return
@@ -338,6 +344,12 @@ def _walk(obj, seen: set, found: list) -> None:
             found.append(f"function from {obj.__module__}: {obj!r}")
         if getattr(obj, "__closure__", None):
             found.append(f"closure {obj!r}")
+        return
+    if isinstance(obj, np.ndarray) and obj.dtype.kind in "iuf":
+        return  # the frame-grid index of a FrameStack
+    if _is_frame_stack(obj):
+        for v in vars(obj).values():
+            _walk(v, seen, found)
         return
     if dataclasses.is_dataclass(obj) and type(obj).__module__.startswith("dcmxr."):
         for f in dataclasses.fields(obj):
@@ -362,14 +374,20 @@ def test_graph_is_small_plain_and_picklable(key, cache, tmp_path):
     da = dcmxr.open_series(str(src), chunks=1, cache=str(tmp_path / "c.zarr") if cache else None)
     graph = dict(da.data.__dask_graph__())
     n_frames = da.sizes[_lead(da)]
-    assert len(graph) == n_frames
-
-    # only plain values, dcmxr's frozen dataclasses and dcmxr functions: no Dataset, file handle, closure
-    assert _graph_problems(graph) == []
-    refs = [x for task in graph.values() for a in task[1:] for x in (a if isinstance(a, tuple) else (a,))
-            if isinstance(x, FrameRef)]
-    if not cache:
-        assert len(refs) == n_frames and all(isinstance(t[2], BlockSpec) for t in graph.values())
+    if cache:
+        assert len(graph) == n_frames
+        # only plain values, dcmxr's frozen dataclasses and dcmxr functions: no Dataset, file handle, closure
+        assert _graph_problems(graph) == []
+    else:
+        # one getter task per chunk on one shared FrameStack (the frame list is in the graph once)
+        stacks = [v for v in graph.values() if _is_frame_stack(v)]
+        assert len(stacks) == 1 and len(graph) == n_frames + 1
+        assert all("getter" in repr(t) for t in graph.values() if not _is_frame_stack(t))
+        assert _graph_problems({"stack": stacks[0]}) == []
+        refs = [r for r in stacks[0].refs if isinstance(r, FrameRef)]
+        assert len(refs) == n_frames
+        func, (brefs, spec) = stacks[0].block_task((slice(0, 1),))
+        assert isinstance(spec, BlockSpec) and len(brefs) == 1
 
     blob = pickle.dumps(graph)
     assert len(blob) / n_frames < 1024, f"{len(blob) / n_frames:.0f} bytes per frame"

@@ -203,6 +203,24 @@ class DcmAccessor:
 
         return to_rtdose(self._obj, path, reference, **kwargs)
 
+    def to_seg(self, source, segments=None, *, path=None, **kwargs):
+        """Write a DICOM Segmentation aligned with ``source``; see :func:`dcmxr.export.seg.to_seg`."""
+        from ..export.seg import to_seg
+
+        return to_seg(self._obj, source, segments, path=path, **kwargs)
+
+    def to_paramap(self, source, quantity, units=None, *, path=None, **kwargs):
+        """Write a float Parametric Map; see :func:`dcmxr.export.paramap.to_paramap`."""
+        from ..export.paramap import to_paramap
+
+        return to_paramap(self._obj, source, quantity, units, path=path, **kwargs)
+
+    def to_sr(self, masks_or_seg, measurements=("volume", "mean", "min", "max", "std"), *, path=None, **kwargs):
+        """Write a TID 1500 measurement report; see :func:`dcmxr.export.sr.measurement_report`."""
+        from ..export.sr import measurement_report
+
+        return measurement_report(self._obj, masks_or_seg, measurements, path=path, **kwargs)
+
     def bids_sidecar(self) -> dict:
         """The BIDS sidecar fields ``to_nifti`` would write; see :func:`dcmxr.export.bids.sidecar`."""
         from ..export.bids import sidecar

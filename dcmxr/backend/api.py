@@ -97,6 +97,12 @@ def open_series(
     AmbiguousSelectionError
         The source holds several series and ``series`` is not given.
     """
+    if isinstance(source, str) and source.startswith(("dicomweb://", "dicomwebs://")):
+        from ..dicomweb import open_series as _dicomweb_open
+
+        return _dicomweb_open(source, headers=(storage_options or {}).get("headers"), stack=stack,
+                              dims=dims, where=where, chunks=chunks, raw=raw, philips=philips,
+                              fill_missing=fill_missing, threads=threads)
     table = _as_table(source, storage_options, strict)
     rows = select_series(table, series)
     if where:
@@ -133,7 +139,8 @@ def _unique(name: str, used: set[str]) -> str:
     return out
 
 
-def study_groups(table: pd.DataFrame, *, raw: bool = False, chunks: Any = "auto") -> dict[str, Any]:
+def study_groups(table: pd.DataFrame, *, raw: bool = False, chunks: Any = "auto",
+                 storage_options: dict | None = None) -> dict[str, Any]:
     """``{"/patient/study/series": Dataset}`` for every image series in a table."""
     import xarray as xr
 
@@ -154,7 +161,8 @@ def study_groups(table: pd.DataFrame, *, raw: bool = False, chunks: Any = "auto"
                 stacks = split_stacks(rows)
                 for i, st in enumerate(stacks):
                     grid = assemble(st)
-                    da = build_dataarray(grid, raw=raw, chunks=chunks, name="image")
+                    da = build_dataarray(grid, raw=raw, chunks=chunks, name="image",
+                                         storage_options=storage_options)
                     # extra stacks are siblings: DataTree children must align with their parent
                     path = f"{parent}/{series}" if i == 0 else f"{parent}/{series}_stack{i}"
                     ds = da.to_dataset()
@@ -192,4 +200,4 @@ def open_study(source: Any, *, raw: bool = False, chunks: Any = "auto", strict: 
 
     table = _as_table(source, storage_options, strict)
     remember(table)
-    return xr.DataTree.from_dict(study_groups(table, raw=raw, chunks=chunks))
+    return xr.DataTree.from_dict(study_groups(table, raw=raw, chunks=chunks, storage_options=storage_options))

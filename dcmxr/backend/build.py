@@ -190,6 +190,102 @@ def _frameref(row: pd.Series) -> FrameRef:
     )
 
 
+def _framerefs(t: pd.DataFrame) -> list[FrameRef]:
+    """FrameRefs of every table row, built column-wise (no per-row pandas access)."""
+    n = len(t)
+
+    def col(name, default):
+        if name not in t.columns:
+            return [default] * n
+        return [default if _is_missing(v) else v for v in t[name].tolist()]
+
+    float_px = [int(v) for v in col("float_pixels", 0)]
+    bits = [int(b) if not _is_missing(b) else (32 if f == 32 else 64 if f == 64 else 16)
+            for b, f in zip(col("bits_allocated", None), float_px)]
+    rows = [int(r) for r in col("rows", 0)]
+    cols = [int(c) for c in col("columns", 0)]
+    srows = col("stored_rows", None)
+    scols = col("stored_columns", None)
+    bstored = col("bits_stored", None)
+    out = []
+    for i, (path, off, length, ts, spp, pr, pi, pc, frame, bo, df) in enumerate(zip(
+            col("path", ""), col("pixel_offset", 0), col("pixel_length", 0), col("transfer_syntax_uid", ""),
+            col("samples_per_pixel", 1), col("pixel_representation", 0),
+            col("photometric_interpretation", "MONOCHROME2"), col("planar_configuration", 0),
+            col("frame", 0), col("bit_offset", 0), col("deflate_from", None))):
+        out.append(FrameRef(
+            url=str(path), offset=int(off), length=int(length), transfer_syntax=str(ts),
+            rows=int(srows[i]) if srows[i] is not None else rows[i],
+            columns=int(scols[i]) if scols[i] is not None else cols[i],
+            samples_per_pixel=int(spp), bits_allocated=bits[i],
+            bits_stored=int(bstored[i]) if bstored[i] is not None else bits[i],
+            pixel_representation=int(pr), photometric_interpretation=str(pi or "MONOCHROME2"),
+            planar_configuration=int(pc), frame_index=int(frame), bit_offset=int(bo),
+            deflate_from=None if df is None else int(df), float_pixels=float_px[i],
+        ))
+    return out
+
+
+class FrameStack:
+    """A lazy, picklable array of frames: what ``dask.array.from_array`` reads from.
+
+    ``stack[key]`` decodes only the frames that ``key`` selects along the leading
+    (frame-grid) dims, then applies the in-plane part of the key. Holds FrameRefs
+    and per-row rescale values only: no file handles, no pydicom objects.
+    """
+
+    def __init__(self, refs, index, frame_shape, dtype, slopes=None, intercepts=None, crops=None,
+                 threads=1, storage_options=None, fill=0):
+        self.refs = refs
+        self.index = index
+        self.frame_shape = tuple(frame_shape)
+        self.dtype = np.dtype(dtype)
+        self.slopes = slopes
+        self.intercepts = intercepts
+        self.crops = crops
+        self.threads = threads
+        self.storage_options = storage_options
+        self.fill = fill
+        self.shape = tuple(index.shape) + self.frame_shape
+        self.ndim = len(self.shape)
+
+    def block_task(self, lead_key: tuple) -> tuple:
+        """``(load_block, (refs, spec))`` for the frames selected by ``lead_key``."""
+        idx = self.index[lead_key]
+        flat = np.asarray(idx).ravel()
+        spec = BlockSpec(
+            shape=np.shape(idx),
+            frame_shape=self.frame_shape,
+            dtype=self.dtype.str,
+            slopes=None if self.slopes is None else tuple(self.slopes[i] if i >= 0 else 1.0 for i in flat),
+            intercepts=None if self.intercepts is None else tuple(self.intercepts[i] if i >= 0 else 0.0 for i in flat),
+            crops=None if self.crops is None else tuple(self.crops[i] if i >= 0 else None for i in flat),
+            fill=self.fill,
+            threads=self.threads,
+            storage_options=self.storage_options,
+        )
+        refs = tuple(self.refs[i] if i >= 0 else None for i in flat)
+        return load_block, (refs, spec)
+
+    def __getitem__(self, key):
+        if not isinstance(key, tuple):
+            key = (key,)
+        if any(k is Ellipsis for k in key):
+            i = next(j for j, k in enumerate(key) if k is Ellipsis)
+            key = key[:i] + (slice(None),) * (self.ndim - len(key) + 1) + key[i + 1:]
+        key = key + (slice(None),) * (self.ndim - len(key))
+        nlead = self.index.ndim
+        func, (refs, spec) = self.block_task(key[:nlead])
+        block = func(refs, spec)
+        inner = key[nlead:]
+        if all(isinstance(k, slice) and k == slice(None) for k in inner):
+            return block
+        return block[(slice(None),) * len(spec.shape) + inner]
+
+    def __repr__(self) -> str:
+        return f"FrameStack(shape={self.shape}, dtype={self.dtype}, frames={len(self.refs)})"
+
+
 def _chunks_along(n: int, size: int) -> tuple[int, ...]:
     size = max(1, min(size, n)) if n else 1
     full, rest = divmod(n, size)
@@ -259,36 +355,31 @@ def build_dataarray(grid: Grid, *, raw: bool = False, chunks: Any = "auto", thre
     slope, icpt = _rescale(t, philips)
     dtype = stored if raw else output_dtype(t, stored, slope, icpt)
 
-    refs = [_frameref(r) for _, r in t.iterrows()]
+    refs = _framerefs(t)
     crops = None
     if "tile_row0" in t.columns:
-        crops = [None if _is_missing(a) else (int(a), int(b)) for a, b in zip(t["tile_row0"], t["tile_col0"])]
+        crops = tuple(None if _is_missing(a) else (int(a), int(b)) for a, b in zip(t["tile_row0"], t["tile_col0"]))
     frame_bytes = int(np.prod(frame_shape)) * dtype.itemsize
     lead_chunks = plan_chunks(lead_shape, grid.lead_dims, frame_bytes, chunks)
-    token = tokenize(tuple(refs), crops, raw, str(dtype), lead_chunks, tuple(grid.index.ravel()))
-    aname = f"dicom-{token}"
-    dsk = {}
-    starts = [np.cumsum((0,) + c) for c in lead_chunks]
-    for block in np.ndindex(*[len(c) for c in lead_chunks]):
-        sl = tuple(slice(starts[d][b], starts[d][b + 1]) for d, b in enumerate(block))
-        idx = grid.index[sl]
-        flat = idx.ravel()
-        brefs = tuple(refs[i] if i >= 0 else None for i in flat)
-        spec = BlockSpec(
-            shape=idx.shape,
-            frame_shape=frame_shape,
-            dtype=dtype.str,
-            slopes=None if raw else tuple(float(slope[i]) if i >= 0 else 1.0 for i in flat),
-            intercepts=None if raw else tuple(float(icpt[i]) if i >= 0 else 0.0 for i in flat),
-            crops=None if crops is None else tuple(crops[i] if i >= 0 else None for i in flat),
-            fill=0,
-            threads=threads,
-            storage_options=storage_options or None,
-        )
-        key = (aname,) + block + (0,) * len(frame_shape)
-        dsk[key] = (load_block, brefs, spec)
+    stack = FrameStack(
+        refs=tuple(refs),
+        index=np.ascontiguousarray(grid.index, dtype=np.int64),
+        frame_shape=frame_shape,
+        dtype=dtype.str,
+        slopes=None if raw else tuple(float(v) for v in slope),
+        intercepts=None if raw else tuple(float(v) for v in icpt),
+        crops=crops,
+        threads=threads,
+        storage_options=storage_options or None,
+    )
+    token = tokenize(stack.refs, crops, raw, str(dtype), lead_chunks, tuple(grid.index.ravel()),
+                     stack.slopes, stack.intercepts)
     all_chunks = lead_chunks + tuple((n,) for n in frame_shape)
-    data = dska.Array(dsk, aname, chunks=all_chunks, dtype=dtype)
+    # from_array + a lazy getter: dask folds slicing (isel) into the read, so a slice of a
+    # chunk decodes only the frames it needs; the FrameStack is one graph key shared by the
+    # chunk tasks (no per-task copy of the frame list)
+    data = dska.from_array(stack, chunks=all_chunks, name=f"dicom-{token}", inline_array=False,
+                           asarray=False, fancy=True, meta=np.empty((0,) * len(stack.shape), dtype=dtype))
 
     dims = grid.lead_dims + ("y", "x") + (("c",) if spp > 1 else ())
     coords: dict[str, Any] = {}

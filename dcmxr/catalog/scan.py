@@ -218,6 +218,7 @@ def scan(
     progress: bool | None = None,
     processes: int | None = None,
     storage_options: dict | None = None,
+    client: Any = None,
 ) -> pd.DataFrame:
     """Read DICOM headers into a table with one row per frame.
 
@@ -233,8 +234,13 @@ def scan(
         Show a tqdm bar; by default it appears only when scanning takes
         more than a second.
     processes : int, optional
-        Worker processes for large local scans (default: all cores when more
-        than ``PARALLEL_THRESHOLD`` files).
+        Worker processes for large local scans. Default 1: the header walker is
+        fast enough that a process pool on a 2-core machine was measured slower
+        (benchmarks/run.py); pass e.g. ``processes=8`` on bigger machines.
+    client : distributed.Client, optional
+        Read the headers on a dask.distributed cluster (see
+        :func:`dcmxr.catalog.distributed.scan_on_client`); the workers must reach
+        the same paths or URLs.
     storage_options : dict, optional
         fsspec options for URLs.
 
@@ -250,6 +256,11 @@ def scan(
     SkippedFileWarning
         Once, when any file was skipped.
     """
+    if client is not None:
+        from .distributed import scan_on_client
+
+        return scan_on_client(source, client, recursive=recursive, strict=strict,
+                              storage_options=storage_options)
     locations = expand(source, recursive=recursive, storage_options=storage_options)
     rows, others, skipped = _run(locations, strict, progress, processes, storage_options)
     return build_table(rows, others, skipped)
@@ -260,7 +271,7 @@ def _run(locations, strict, progress, processes, storage_options):
 
     show = progress is not False
     n = len(locations)
-    nproc = processes if processes is not None else (os.cpu_count() or 1)
+    nproc = processes if processes is not None else 1
     local = not any(is_url(p) for p in locations)
     rows: list[dict] = []
     others: list[dict] = []

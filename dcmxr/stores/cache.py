@@ -400,7 +400,10 @@ def _open_root(store: str, storage_options: dict | None):
                 "pick a new path or an existing dcmxr cache"
             )
     try:
-        root = zarr.open_group(store, mode="a", zarr_format=3, storage_options=storage_options)
+        # attributes= is written with the group's zarr.json when the group is created, so a
+        # concurrent process never sees a fresh cache root without its marker attribute
+        root = zarr.open_group(store, mode="a", zarr_format=3, storage_options=storage_options,
+                               attributes={_ATTR: {"format": CACHE_FORMAT}})
     except ContainsArrayError:
         raise CacheError(f"cache {store}: holds a zarr array, not a dcmxr cache group") from None
     except (OSError, PermissionError) as exc:
@@ -408,6 +411,12 @@ def _open_root(store: str, storage_options: dict | None):
     except Exception as exc:  # noqa: BLE001 - corrupt metadata, wrong format ...
         raise CacheError(f"cache {store}: corrupt or unreadable zarr store: {type(exc).__name__}: {exc}") from exc
     meta = root.attrs.get(_ATTR)
+    if meta is None and root.nmembers() > 0:
+        import time
+
+        time.sleep(0.2)  # another process may be initialising the same cache right now
+        root = zarr.open_group(store, mode="a", zarr_format=3, storage_options=storage_options)
+        meta = root.attrs.get(_ATTR)
     if meta is None:
         if root.nmembers() > 0:
             raise CacheError(f"cache {store}: a zarr group that is not a dcmxr cache (no {_ATTR!r} attribute)")
@@ -527,7 +536,20 @@ def _original_tasks(arr) -> dict[tuple[int, ...], tuple[Callable, tuple]]:
     """Block index -> (func, args) of a graph whose chunk tasks have no dependencies."""
     import dask.core
 
+    from ..backend.build import FrameStack
+
     graph = dict(arr.__dask_graph__())
+    stacks = [v for v in graph.values() if isinstance(v, FrameStack)]
+    if len(stacks) == 1 and len(graph) == int(np.prod(arr.numblocks)) + 1:
+        # an untransformed array from build_dataarray: one getter per chunk on the FrameStack
+        stack = stacks[0]
+        nlead = stack.index.ndim
+        starts = [np.cumsum((0,) + tuple(c)).tolist() for c in arr.chunks[:nlead]]
+        out = {}
+        for block in np.ndindex(*arr.numblocks):
+            lead = tuple(slice(starts[d][b], starts[d][b + 1]) for d, b in enumerate(block[:nlead]))
+            out[tuple(block)] = stack.block_task(lead)
+        return out
     out = {}
     for key in dask.core.flatten(arr.__dask_keys__()):
         task = graph[key]
