@@ -315,7 +315,7 @@ def test_fsspec_open_and_slice_byte_ranges(key, countmem):
 # --------------------------------------------------------------------------- graph contents
 
 
-_ALLOWED_LEAVES = (str, bytes, int, float, bool, type(None), np.integer, np.floating)
+_ALLOWED_LEAVES = (str, bytes, int, float, bool, type(None), np.integer, np.floating, np.dtype)
 
 
 def _is_frame_stack(obj) -> bool:
