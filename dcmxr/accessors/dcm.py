@@ -153,6 +153,31 @@ class DcmAccessor:
             table = table[table["frame"].isin(frames)]
         return table
 
+    # ------------------------------------------------------------------ loading
+    def load(self, **compute_kwargs) -> xr.DataArray:
+        """Compute into one preallocated numpy array (memory-lean ``.load()``).
+
+        ``da.values`` keeps every computed chunk and then concatenates them, so a
+        full load briefly needs twice the array; this writes each chunk into its
+        place as soon as it is decoded (``dask.array.store``), so the peak stays
+        near the array size plus the chunks in flight.
+
+        Returns
+        -------
+        xarray.DataArray
+            Same dims, coords and attrs, numpy-backed.
+        """
+        import dask.array as dska
+
+        obj = self._obj
+        if not isinstance(obj, xr.DataArray):
+            raise TypeError("dcm.load() works on a DataArray; use ds.load() for a Dataset")
+        if not isinstance(obj.data, dska.Array):
+            return obj
+        out = np.empty(obj.shape, dtype=obj.dtype)
+        dska.store(obj.data, out, lock=False, **compute_kwargs)
+        return obj.copy(data=out)
+
     # ------------------------------------------------------------------ interop / plotting / units
     def to_simpleitk(self):
         """A 3-D SimpleITK.Image (LPS origin/spacing/direction); see :func:`dcmxr.interop.to_simpleitk`."""

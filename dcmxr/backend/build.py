@@ -8,6 +8,7 @@ and run anywhere the paths or URLs resolve.
 from __future__ import annotations
 
 import math
+import os
 from typing import Any
 
 import numpy as np
@@ -298,8 +299,15 @@ def plan_chunks(lead_shape: tuple[int, ...], lead_dims: tuple[str, ...], frame_b
     if chunks == "auto" or chunks is None or chunks == {}:
         per = max(1, AUTO_CHUNK_BYTES // max(frame_bytes, 1))
         out = []
-        for n in reversed(lead_shape):  # fill the innermost frame dim first
+        for k, n in enumerate(reversed(lead_shape)):  # fill the innermost frame dim first
             take = min(n, per)
+            if k == 0 and n > 1:
+                # equal chunks, and a number of them that the worker threads divide evenly
+                workers = os.cpu_count() or 1
+                count = -(-n // take)
+                if count > 1 or n * frame_bytes > AUTO_CHUNK_BYTES // 4:
+                    count = min(n, -(-max(count, workers) // workers) * workers)
+                take = -(-n // count)
             out.append(_chunks_along(n, take))
             per = max(1, per // max(n, 1))
         return tuple(reversed(out))

@@ -93,6 +93,9 @@ def load_block(refs: tuple[FrameRef | None, ...], spec: BlockSpec) -> np.ndarray
         icpt = spec.intercepts[i]
         if slope == 1 and icpt == 0:
             flat[i] = arr
+        elif slope == 1 and flat.dtype.kind in "iu" and float(icpt).is_integer():
+            # exact in the output dtype: it was chosen to hold every stored value + intercept
+            np.add(arr, flat.dtype.type(int(icpt)), out=flat[i], dtype=flat.dtype, casting="unsafe")
         elif flat.dtype.kind in "iu" and float(slope).is_integer() and float(icpt).is_integer():
             np.add(arr.astype(np.int64, copy=False) * int(slope), int(icpt), out=flat[i], casting="unsafe")
         else:
