@@ -32,24 +32,19 @@ def list_series(table: pd.DataFrame) -> pd.DataFrame:
     if table.empty or _KEY not in table.columns:
         return pd.DataFrame(columns=[_KEY, "series_number", "series_description", "modality",
                                      "rows", "columns", "frames", "files"])
-    t = table.copy()
-    for c in ("series_number", "series_description", "modality", "study_instance_uid", "patient_id",
-              "rows", "columns"):
+    cols = ["series_number", "series_description", "modality", "rows", "columns",
+            "study_instance_uid", "patient_id"]
+    t = table[[c for c in cols + [_KEY, "path"] if c in table.columns]].copy()
+    for c in cols:
         if c not in t.columns:
             t[c] = None
     t[_KEY] = t[_KEY].fillna("")
     g = t.groupby(_KEY, sort=False, dropna=False)
-    out = pd.DataFrame({
-        "series_number": g["series_number"].agg(_first),
-        "series_description": g["series_description"].agg(_first),
-        "modality": g["modality"].agg(_first),
-        "rows": g["rows"].agg(_first),
-        "columns": g["columns"].agg(_first),
-        "frames": g.size(),
-        "files": g["path"].nunique(),
-        "study_instance_uid": g["study_instance_uid"].agg(_first),
-        "patient_id": g["patient_id"].agg(_first),
-    }).reset_index()
+    out = g[cols].first()  # first non-missing value per series
+    out["frames"] = g.size()
+    out["files"] = g["path"].nunique()
+    out = out[["series_number", "series_description", "modality", "rows", "columns", "frames", "files",
+               "study_instance_uid", "patient_id"]].reset_index()
     out = out.sort_values(["study_instance_uid", "series_number", _KEY], na_position="last", kind="stable")
     return out.reset_index(drop=True)
 
@@ -84,6 +79,10 @@ def select_series(table: pd.DataFrame, series: str | int | None = None) -> pd.Da
     SelectionError
         Nothing matches.
     """
+    if isinstance(series, str) and _KEY in table.columns:
+        hit = table[_KEY] == series
+        if hit.any():  # fast path: an exact SeriesInstanceUID
+            return table[hit]
     listing = list_series(table)
     if listing.empty:
         skipped = table.attrs.get("skipped") or []

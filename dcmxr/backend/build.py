@@ -7,6 +7,7 @@ and run anywhere the paths or URLs resolve.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 from typing import Any
@@ -76,15 +77,18 @@ def _is_missing(v: Any) -> bool:
 
 
 def _const(col: pd.Series) -> tuple[bool, Any]:
-    vals = col.dropna()
-    if len(vals) == 0:
+    """(True, value) when every row holds the same non-missing value."""
+    if col.isna().any() or len(col) == 0:
         return False, None
-    first = vals.iloc[0]
     try:
-        same = bool((vals == first).all()) and len(vals) == len(col)
-    except (TypeError, ValueError):
-        same = False
-    return same, _num(first)
+        same = col.nunique(dropna=False) == 1
+    except TypeError:  # unhashable values (lists)
+        first = col.iloc[0]
+        try:
+            same = bool((col == first).all())
+        except (TypeError, ValueError):
+            same = False
+    return bool(same), _num(col.iloc[0])
 
 
 def stored_dtype(row: pd.Series) -> np.dtype:
@@ -380,8 +384,12 @@ def build_dataarray(grid: Grid, *, raw: bool = False, chunks: Any = "auto", thre
         threads=threads,
         storage_options=storage_options or None,
     )
-    token = tokenize(stack.refs, crops, raw, str(dtype), lead_chunks, tuple(grid.index.ravel()),
-                     stack.slopes, stack.intercepts)
+    # a content hash of the frame list (cheaper than tokenizing every FrameRef dataclass)
+    token = hashlib.sha1(repr((
+        [(r.url, r.offset, r.length, r.transfer_syntax, r.frame_index) for r in stack.refs],
+        crops, raw, str(dtype), lead_chunks, grid.index.tobytes(), stack.slopes, stack.intercepts,
+        frame_shape, threads,
+    )).encode()).hexdigest()
     all_chunks = lead_chunks + tuple((n,) for n in frame_shape)
     # from_array + a lazy getter: dask folds slicing (isel) into the read, so a slice of a
     # chunk decodes only the frames it needs; the FrameStack is one graph key shared by the

@@ -330,6 +330,13 @@ def _tqdm_class():
     return tqdm
 
 
+class SharedList(list):
+    """A list that pandas' attrs propagation shares instead of deep-copying on every operation."""
+
+    def __deepcopy__(self, memo):
+        return self
+
+
 def build_table(rows: list[dict], others: list[dict], skipped: list[dict]) -> pd.DataFrame:
     """Assemble the frame table from row dicts."""
     table = pd.DataFrame.from_records(rows) if rows else pd.DataFrame(columns=_BASE_COLUMNS)
@@ -339,6 +346,6 @@ def build_table(rows: list[dict], others: list[dict], skipped: list[dict]) -> pd
             table[col] = None
     front = [c for c in _BASE_COLUMNS if c in table.columns]
     table = table[front + [c for c in table.columns if c not in front]]
-    table.attrs["skipped"] = skipped
-    table.attrs["non_image"] = others
+    table.attrs["skipped"] = SharedList(skipped)
+    table.attrs["non_image"] = SharedList(others)
     return table
