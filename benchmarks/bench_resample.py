@@ -23,7 +23,8 @@ Times exclude making the in-memory input (reported separately) and Dask's
 once-per-process start-up (``warm_dask``); all outputs are checked against
 SimpleITK's. ``dcmxr store`` computes the same lazy result chunk by chunk
 into a preallocated numpy array (``dask.array.store``, what a streaming
-consumer such as ``to_nifti`` or ``to_zarr`` does): ``.compute()`` of any
+consumer such as ``to_nifti`` or ``to_zarr`` does, and what the accessor's
+memory-lean ``da.dcm.load()`` does): ``.compute()`` of any
 multi-chunk Dask array holds every chunk *and* the concatenated result at the
 end (2x the output), which this row avoids. Usage::
 
@@ -235,7 +236,7 @@ ORDER = ("input-only", "dcmxr-lazy", "dcmxr-mem", "dcmxr-store", "sitk", "scipy"
 LABELS = {
     "dcmxr-lazy": ("dcmxr `resample(...).compute()`, lazy input (time includes generating the input)", 2),
     "dcmxr-mem": ("dcmxr `resample(...).compute()`, in-memory input", 2),
-    "dcmxr-store": ("dcmxr `resample`, in-memory input, `dask.array.store` into a numpy buffer", 2),
+    "dcmxr-store": ("dcmxr `resample`, in-memory input, stored into one numpy buffer (what `da.dcm.load()` does)", 2),
     "sitk": ("SimpleITK `ResampleImageFilter`", 2),
     "scipy": ("scipy `ndimage.affine_transform` (diagonal)", 1),
     "input-only": ("(generating the lazy input alone, no resampling)", 2),

@@ -277,6 +277,12 @@ class DcmAccessor:
 
         return pad(self._obj, widths, value, **kwargs)
 
+    def coarsen(self, windows=None, func: str = "mean", **kwargs) -> xr.DataArray:
+        """Block reduction keeping geometry and per-frame UIDs (joined with "\\"); see dcmxr.transform.coarsen."""
+        from ..transform.coarsen import coarsen
+
+        return coarsen(self._obj, windows, func=func, **kwargs)
+
     def resample(self, spacing=None, method=None, **kwargs) -> xr.DataArray:
         """Lazy resampling to a new spacing, same orientation and field of view; see dcmxr.transform.resample."""
         from ..transform import resample

@@ -6,7 +6,7 @@ a unit LPS ``direction`` attr), so ``.dcm.affine`` and ``.dcm.orientation``
 describe the result. Dask-backed input gives dask-backed output; nothing is
 computed except the bounding box of a mask in :func:`crop`.
 
-* exact (no interpolation): :func:`reorient`, :func:`flip`, :func:`crop`, :func:`pad`
+* exact (no interpolation): :func:`reorient`, :func:`flip`, :func:`crop`, :func:`pad`, :func:`coarsen`
 * interpolating: :func:`resample`, :func:`resample_like`, :func:`deskew`
 
 The ``.dcm`` accessor exposes each as a method (``da.dcm.reorient("RAS")``).
@@ -15,8 +15,10 @@ from .crop import bounding_box, crop, pad
 from .deskew import deskew, is_tilted
 from .reorient import flip, reorient
 from .resample import resample, resample_like, resample_to_grid
+from .coarsen import coarsen
 
 __all__ = [
+    "coarsen",
     "reorient",
     "flip",
     "crop",
