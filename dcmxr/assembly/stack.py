@@ -22,7 +22,7 @@ from ..geometry.orientation import row_col_normal
 from ..geometry.stacking import find_repeats, group_stacks, sort_stack, spacing_regularity
 from .mosaic import expand_mosaic
 from .vendor import normalize
-from .volumes import volume_dims
+from .volumes import seconds_of_day, volume_dims
 
 #: Columns whose values order repeated volumes at one position (first wins).
 _VOLUME_ORDER = (
@@ -156,28 +156,11 @@ def _sort_key_frame(t: pd.DataFrame) -> list[str]:
     return [c for c in _VOLUME_ORDER if c in t.columns and t[c].notna().any()]
 
 
-def _seconds(hhmmss: object) -> float:
-    """DICOM TM (HHMMSS.ffffff) or DT -> seconds of the day."""
-    if hhmmss is None or (isinstance(hhmmss, float) and math.isnan(hhmmss)):
-        return math.nan
-    s = str(hhmmss).strip()
-    if len(s) >= 14 and s[:8].isdigit():  # DT: YYYYMMDDHHMMSS
-        s = s[8:]
-    s = s.replace(":", "")
-    try:
-        hh = int(s[0:2])
-        mm = int(s[2:4]) if len(s) >= 4 else 0
-        ss = float(s[4:]) if len(s) > 4 else 0.0
-    except ValueError:
-        return math.nan
-    return hh * 3600 + mm * 60 + ss
-
-
 def _volume_times(t: pd.DataFrame, index: np.ndarray) -> np.ndarray | None:
     """Seconds from the first volume, or None when no timing is known."""
     for col in ("frame_acquisition_date_time", "acquisition_date_time", "acquisition_time", "content_time"):
         if col in t.columns and t[col].notna().all():
-            sec = np.array([_seconds(v) for v in t[col]])
+            sec = np.array([seconds_of_day(v) for v in t[col]])
             if np.isfinite(sec).all():
                 per_vol = np.array([np.nanmin(sec[row[row >= 0]]) if (row >= 0).any() else np.nan
                                     for row in index])
