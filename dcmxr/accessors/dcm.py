@@ -19,6 +19,47 @@ from ..geometry.tolerances import SPACING_ATOL, SPACING_RTOL
 from .spatial import spatial
 
 
+def _load_frames_into(data, out: np.ndarray) -> bool:
+    """Decode an untransformed dcmxr array chunk by chunk straight into ``out``.
+
+    Returns False (nothing done) when ``data`` is not a plain FrameStack graph, so the
+    caller falls back to ``dask.array.store``.
+    """
+    import os
+    from concurrent.futures import ThreadPoolExecutor
+
+    import dask
+
+    from ..backend.build import FrameStack
+
+    graph = dict(data.__dask_graph__())
+    stacks = [v for v in graph.values() if isinstance(v, FrameStack)]
+    if len(stacks) != 1 or len(graph) != int(np.prod(data.numblocks)) + 1:
+        return False
+    stack = stacks[0]
+    nlead = stack.index.ndim
+    starts = [np.cumsum((0,) + tuple(c)).tolist() for c in data.chunks[:nlead]]
+
+    def one(block):
+        lead = tuple(slice(starts[d][b], starts[d][b + 1]) for d, b in enumerate(block))
+        func, (refs, spec) = stack.block_task(lead)
+        target = out[lead]
+        if target.flags.c_contiguous:
+            func(refs, spec, out=target)
+        else:
+            target[...] = func(refs, spec)
+
+    blocks = list(np.ndindex(*data.numblocks[:nlead]))
+    workers = dask.config.get("num_workers", None) or os.cpu_count() or 1
+    if workers == 1 or len(blocks) == 1:
+        for b in blocks:
+            one(b)
+    else:
+        with ThreadPoolExecutor(min(workers, len(blocks))) as pool:
+            list(pool.map(one, blocks))
+    return True
+
+
 class DcmAccessor:
     """Geometry, transforms and exports for arrays opened by dcmxr (``obj.dcm``)."""
 
@@ -175,6 +216,8 @@ class DcmAccessor:
         if not isinstance(obj.data, dska.Array):
             return obj
         out = np.empty(obj.shape, dtype=obj.dtype)
+        if not compute_kwargs and _load_frames_into(obj.data, out):
+            return obj.copy(data=out)
         dska.store(obj.data, out, lock=False, **compute_kwargs)
         return obj.copy(data=out)
 

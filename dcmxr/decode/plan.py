@@ -50,7 +50,74 @@ class BlockSpec:
     storage_options: dict | None = None
 
 
-def load_block(refs: tuple[FrameRef | None, ...], spec: BlockSpec) -> np.ndarray:
+_NATIVE_LE = ("1.2.840.10008.1.2", "1.2.840.10008.1.2.1")
+
+
+def _direct_native(ref: FrameRef | None, spec: BlockSpec, out_dtype: np.dtype, i: int) -> np.dtype | None:
+    """The stored dtype when frame ``i`` can be read straight into its output slot, else None.
+
+    True for little-endian native monochrome frames of a local file whose stored values,
+    after clearing the bits above Bits Stored, keep their value when the output's bytes
+    are viewed as the stored dtype (same item size; unsigned stored into a signed output
+    only when Bits Stored leaves the sign bit clear), and whose rescale is a whole-number
+    intercept with slope 1 (or none).
+    """
+    if (ref is None or ref.transfer_syntax not in _NATIVE_LE or ref.samples_per_pixel != 1
+            or ref.bit_offset or ref.deflate_from is not None or ref.float_pixels
+            or ref.bits_allocated not in (8, 16, 32) or "://" in ref.url
+            or ref.photometric_interpretation not in ("MONOCHROME1", "MONOCHROME2")
+            or (spec.crops is not None and spec.crops[i] is not None)
+            or spec.frame_shape != (ref.rows, ref.columns)):
+        return None
+    stored = np.dtype(f"{'i' if ref.pixel_representation else 'u'}{ref.bits_allocated // 8}")
+    if stored.itemsize != out_dtype.itemsize or out_dtype.kind not in "iu":
+        return None
+    if ref.length < ref.rows * ref.columns * stored.itemsize:
+        return None  # a short range: let the decoder report it
+    if stored != out_dtype:
+        if stored.kind == "i" or ref.bits_stored >= ref.bits_allocated:
+            return None
+    if spec.slopes is not None:
+        if spec.slopes[i] != 1 or not float(spec.intercepts[i]).is_integer():
+            return None
+    return stored
+
+
+def _read_direct(jobs: list[tuple[FrameRef, np.ndarray]]) -> None:
+    """Read native frames straight into their output slots.
+
+    One open per file and one ``preadv`` per run of frames that lie back to back in the
+    file (the slots are the iovecs), so adjacent frames cost one request, as in
+    :func:`dcmxr.decode.read.read_ranges`.
+    """
+    import os
+
+    from ..errors import InvalidDicomError
+
+    by_file: dict[str, list[tuple[FrameRef, np.ndarray]]] = {}
+    for ref, slot in jobs:
+        by_file.setdefault(ref.url, []).append((ref, slot))
+    for path, items in by_file.items():
+        items.sort(key=lambda it: it[0].offset)
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            run: list[tuple[FrameRef, np.ndarray]] = []
+            for item in items + [None]:
+                if run and (item is None or item[0].offset != run[-1][0].offset + run[-1][0].length):
+                    views = [memoryview(s.reshape(-1).view(np.uint8))[: r.length] for r, s in run]
+                    want = sum(v.nbytes for v in views)
+                    got = os.preadv(fd, views, run[0][0].offset)
+                    if got != want:
+                        raise InvalidDicomError(
+                            f"{path}: frame {run[0][0].frame_index} truncated ({got} of {want} bytes)")
+                    run = []
+                if item is not None:
+                    run.append(item)
+        finally:
+            os.close(fd)
+
+
+def load_block(refs: tuple[FrameRef | None, ...], spec: BlockSpec, out: np.ndarray | None = None) -> np.ndarray:
     """Read, decode, crop and rescale the frames of one block.
 
     Parameters
@@ -58,6 +125,10 @@ def load_block(refs: tuple[FrameRef | None, ...], spec: BlockSpec) -> np.ndarray
     refs : tuple of FrameRef or None
         Frames in C order of ``spec.shape``.
     spec : BlockSpec
+    out : numpy.ndarray, optional
+        Where to write the block (shape ``spec.shape + spec.frame_shape``, dtype
+        ``spec.dtype``); allocated when not given. Uncompressed local frames are
+        read straight into it (no intermediate buffer).
 
     Returns
     -------
@@ -66,21 +137,34 @@ def load_block(refs: tuple[FrameRef | None, ...], spec: BlockSpec) -> np.ndarray
     """
     from .codecs import decode_frames
 
+    out_dtype = np.dtype(spec.dtype)
+    direct = [_direct_native(r, spec, out_dtype, i) for i, r in enumerate(refs)]
     unique: dict[FrameRef, int] = {}
-    for r in refs:
-        if r is not None and r not in unique:
+    for r, d in zip(refs, direct):
+        if r is not None and d is None and r not in unique:
             unique[r] = len(unique)
     # Decode before allocating the block: a header declaring huge Rows/Columns
     # over a small codestream fails in the decoder (shape check) instead of
     # first reserving gigabytes for the output.
     decoded = (decode_frames(list(unique), threads=spec.threads, storage_options=spec.storage_options)
                if unique else [])
-    out = np.empty(spec.shape + spec.frame_shape, dtype=spec.dtype)
+    if out is None:
+        out = np.empty(spec.shape + spec.frame_shape, dtype=out_dtype)
     flat = out.reshape((-1,) + spec.frame_shape)
     h, w = spec.frame_shape[:2]
+    _read_direct([(r, flat[i].view(direct[i])) for i, r in enumerate(refs) if direct[i] is not None])
     for i, r in enumerate(refs):
         if r is None:
             flat[i] = spec.fill
+            continue
+        if direct[i] is not None:
+            slot = flat[i].view(direct[i])
+            shift = r.bits_allocated - r.bits_stored
+            if shift > 0:  # clear bits above Bits Stored / sign-extend, as pydicom does
+                np.left_shift(slot, shift, out=slot)
+                np.right_shift(slot, shift, out=slot)
+            if spec.slopes is not None and spec.intercepts[i] != 0:
+                np.add(flat[i], out_dtype.type(int(spec.intercepts[i])), out=flat[i])
             continue
         arr = decoded[unique[r]]
         if spec.crops is not None and spec.crops[i] is not None:
