@@ -50,7 +50,10 @@ def _load_frames_into(data, out: np.ndarray) -> bool:
             target[...] = func(refs, spec)
 
     blocks = list(np.ndindex(*data.numblocks[:nlead]))
-    workers = dask.config.get("num_workers", None) or os.cpu_count() or 1
+    if dask.config.get("scheduler", None) in ("sync", "synchronous", "single-threaded"):
+        workers = 1
+    else:
+        workers = dask.config.get("num_workers", None) or os.cpu_count() or 1
     if workers == 1 or len(blocks) == 1:
         for b in blocks:
             one(b)
