@@ -50,8 +50,11 @@ def _load_frames_into(data, out: np.ndarray) -> bool:
             target[...] = func(refs, spec)
 
     blocks = list(np.ndindex(*data.numblocks[:nlead]))
+    native = ("1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.2")
     if dask.config.get("scheduler", None) in ("sync", "synchronous", "single-threaded"):
         workers = 1
+    elif all(r.transfer_syntax in native for r in stack.refs if r is not None):
+        workers = 1  # uncompressed: a memory copy from the page cache; threads only add overhead
     else:
         workers = dask.config.get("num_workers", None) or os.cpu_count() or 1
     if workers == 1 or len(blocks) == 1:

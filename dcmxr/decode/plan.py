@@ -117,6 +117,29 @@ def _read_direct(jobs: list[tuple[FrameRef, np.ndarray]]) -> None:
             os.close(fd)
 
 
+def _place(flat: np.ndarray, i: int, arr: np.ndarray, spec: BlockSpec) -> None:
+    """Crop (MOSAIC tile) and rescale one decoded frame into ``flat[i]``."""
+    h, w = spec.frame_shape[:2]
+    if spec.crops is not None and spec.crops[i] is not None:
+        r0, c0 = spec.crops[i]
+        arr = arr[r0 : r0 + h, c0 : c0 + w]
+    if spec.slopes is None:
+        flat[i] = arr
+        return
+    slope = spec.slopes[i]
+    icpt = spec.intercepts[i]
+    if slope == 1 and icpt == 0:
+        flat[i] = arr
+    elif slope == 1 and flat.dtype.kind in "iu" and float(icpt).is_integer():
+        # exact in the output dtype: it was chosen to hold every stored value + intercept
+        np.add(arr, flat.dtype.type(int(icpt)), out=flat[i], dtype=flat.dtype, casting="unsafe")
+    elif flat.dtype.kind in "iu" and float(slope).is_integer() and float(icpt).is_integer():
+        np.add(arr.astype(np.int64, copy=False) * int(slope), int(icpt), out=flat[i], casting="unsafe")
+    else:
+        np.multiply(arr, slope, out=flat[i], casting="unsafe")
+        flat[i] += icpt
+
+
 def load_block(refs: tuple[FrameRef | None, ...], spec: BlockSpec, out: np.ndarray | None = None) -> np.ndarray:
     """Read, decode, crop and rescale the frames of one block.
 
@@ -139,25 +162,28 @@ def load_block(refs: tuple[FrameRef | None, ...], spec: BlockSpec, out: np.ndarr
 
     out_dtype = np.dtype(spec.dtype)
     direct = [_direct_native(r, spec, out_dtype, i) for i, r in enumerate(refs)]
-    unique: dict[FrameRef, int] = {}
-    for r, d in zip(refs, direct):
-        if r is not None and d is None and r not in unique:
-            unique[r] = len(unique)
-    # Decode before allocating the block: a header declaring huge Rows/Columns
-    # over a small codestream fails in the decoder (shape check) instead of
-    # first reserving gigabytes for the output.
-    decoded = (decode_frames(list(unique), threads=spec.threads, storage_options=spec.storage_options)
-               if unique else [])
+    slots: dict[FrameRef, list[int]] = {}
+    for i, (r, d) in enumerate(zip(refs, direct)):
+        if r is not None and d is None:
+            slots.setdefault(r, []).append(i)
+    todo = list(slots)
+    # Decode the first batch before allocating the block: a header declaring huge
+    # Rows/Columns over a small codestream fails in the decoder (shape check) instead of
+    # first reserving gigabytes for the output. Frames are decoded a few at a time and
+    # copied into place, so a chunk never holds its frames twice.
+    batch = max(8, 4 * max(spec.threads, 1))
+    if any("://" in r.url for r in todo):
+        batch = max(len(todo), 1)  # remote: one coalesced request per file matters more
+    first = (decode_frames(todo[:batch], threads=spec.threads, storage_options=spec.storage_options)
+             if todo else [])
     if out is None:
         out = np.empty(spec.shape + spec.frame_shape, dtype=out_dtype)
     flat = out.reshape((-1,) + spec.frame_shape)
-    h, w = spec.frame_shape[:2]
     _read_direct([(r, flat[i].view(direct[i])) for i, r in enumerate(refs) if direct[i] is not None])
     for i, r in enumerate(refs):
         if r is None:
             flat[i] = spec.fill
-            continue
-        if direct[i] is not None:
+        elif direct[i] is not None:
             slot = flat[i].view(direct[i])
             shift = r.bits_allocated - r.bits_stored
             if shift > 0:  # clear bits above Bits Stored / sign-extend, as pydicom does
@@ -165,24 +191,11 @@ def load_block(refs: tuple[FrameRef | None, ...], spec: BlockSpec, out: np.ndarr
                 np.right_shift(slot, shift, out=slot)
             if spec.slopes is not None and spec.intercepts[i] != 0:
                 np.add(flat[i], out_dtype.type(int(spec.intercepts[i])), out=flat[i])
-            continue
-        arr = decoded[unique[r]]
-        if spec.crops is not None and spec.crops[i] is not None:
-            r0, c0 = spec.crops[i]
-            arr = arr[r0 : r0 + h, c0 : c0 + w]
-        if spec.slopes is None:
-            flat[i] = arr
-            continue
-        slope = spec.slopes[i]
-        icpt = spec.intercepts[i]
-        if slope == 1 and icpt == 0:
-            flat[i] = arr
-        elif slope == 1 and flat.dtype.kind in "iu" and float(icpt).is_integer():
-            # exact in the output dtype: it was chosen to hold every stored value + intercept
-            np.add(arr, flat.dtype.type(int(icpt)), out=flat[i], dtype=flat.dtype, casting="unsafe")
-        elif flat.dtype.kind in "iu" and float(slope).is_integer() and float(icpt).is_integer():
-            np.add(arr.astype(np.int64, copy=False) * int(slope), int(icpt), out=flat[i], casting="unsafe")
-        else:
-            np.multiply(arr, slope, out=flat[i], casting="unsafe")
-            flat[i] += icpt
+    for start in range(0, len(todo), batch):
+        group = todo[start:start + batch]
+        decoded = first if start == 0 else decode_frames(group, threads=spec.threads,
+                                                         storage_options=spec.storage_options)
+        for r, arr in zip(group, decoded):
+            for i in slots[r]:
+                _place(flat, i, arr, spec)
     return out
