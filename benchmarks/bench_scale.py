@@ -173,10 +173,10 @@ def bench_graph(folder: Path, cluster: bool) -> dict:
     out = {"series": len(arrays), "chunks": n_chunks, "open_study s": t_open,
            "pickled graph bytes/chunk": graph_bytes / n_chunks}
     # direct: read and decode every frame (the chunks' work) with no scheduler at all
-    from dcmxr.backend.build import _frameref
+    from dcmxr.backend.build import framerefs
     from dcmxr.decode.codecs import decode_frames
 
-    refs = [_frameref(row) for _, row in table.iterrows()]
+    refs = framerefs(table)
     t0 = time.perf_counter()
     for ref in refs:
         decode_frames([ref])

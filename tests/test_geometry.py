@@ -15,8 +15,9 @@ from dcmxr import geometry as g
 from dcmxr.errors import GeometryError
 from dcmxr.testing.strategies import orientations, origins, rotations, shapes, spacings, tilts
 from dcmxr.testing.synthetic import expected_geometry, slice_positions
+from _data import DATA as _DATA
 
-DATA = os.environ.get("DCMXR_TEST_DATA", "/work/shared/data")
+DATA = str(_DATA)  # ../shared/data relative to the repo, or $DCMXR_TEST_DATA
 AXIAL = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
 SAGITTAL = (0.0, 1.0, 0.0, 0.0, 0.0, -1.0)
 CORONAL = (1.0, 0.0, 0.0, 0.0, 0.0, -1.0)

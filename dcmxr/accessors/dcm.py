@@ -15,7 +15,6 @@ import xarray as xr
 from ..errors import GeometryError
 from ..geometry import affine as _affine
 from ..geometry.orientation import axis_codes, direction_matrix
-from ..geometry.tolerances import SPACING_ATOL, SPACING_RTOL
 from .spatial import spatial
 
 

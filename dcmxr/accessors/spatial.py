@@ -11,7 +11,6 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import GeometryError
 
 AXES = ("x", "y", "z")
 
@@ -41,26 +40,15 @@ class Spatial:
 def spatial(obj: Any) -> Spatial:
     """Extract the spatial grid of a DataArray or Dataset.
 
+    The coordinates are read (and validated) by :func:`dcmxr.transform._grid.grid_of`,
+    the one reader of dcmxr geometry; scalar axes (after ``isel(z=k)``) are allowed.
+
     Raises
     ------
     GeometryError
         When an axis coordinate is missing or has no ``direction`` attr.
     """
-    vals, dirs = [], []
-    for ax in AXES:
-        if ax not in obj.coords:
-            raise GeometryError(
-                f"no {ax!r} coordinate: this array carries no DICOM geometry "
-                f"(open it with dcmxr, or assign x/y/z coordinates with a 'direction' attr)"
-            )
-        coord = obj.coords[ax]
-        direction = coord.attrs.get("direction")
-        if direction is None:
-            raise GeometryError(
-                f"coordinate {ax!r} has no 'direction' attr; xarray dropped it or the array was "
-                f"not opened by dcmxr (assign one: da[{ax!r}].attrs['direction'] = [...])"
-            )
-        vals.append(np.atleast_1d(np.asarray(coord.values, dtype=np.float64)))
-        dirs.append(np.asarray(direction, dtype=np.float64).reshape(3))
-    thickness = obj.attrs.get("spacing_between_slices") or obj.attrs.get("slice_thickness") or 1.0
-    return Spatial(tuple(vals), tuple(dirs), {"x": 1.0, "y": 1.0, "z": float(thickness)})
+    from ..transform._grid import grid_of
+
+    g = grid_of(obj, need_dims=False)
+    return Spatial((g.x, g.y, g.z), (g.dir_x, g.dir_y, g.dir_z), dict(g.default_spacing))

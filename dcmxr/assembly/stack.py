@@ -9,7 +9,6 @@ DataArray.
 
 from __future__ import annotations
 
-import math
 import warnings
 from dataclasses import dataclass, field
 
@@ -217,7 +216,6 @@ def assemble(stack: pd.DataFrame, *, dims: tuple[str, ...] | None = None,
     order, dist = sort_stack(pos, normal)
     rep = find_repeats(dist)
     m = len(rep.unique)
-    counts = rep.counts
     cluster = np.empty(len(t), dtype=np.int64)
     cluster[order] = rep.index
     vols = volume_dims(t, cluster, m, dims=dims)

@@ -165,37 +165,7 @@ def output_dtype(t: pd.DataFrame, stored: np.dtype, slope: np.ndarray, icpt: np.
     return np.dtype("float32") if stored.itemsize <= 2 else np.dtype("float64")
 
 
-def _int(row: pd.Series, col: str, default: int) -> int:
-    """An integer column value, ``default`` when absent or NaN."""
-    v = row.get(col)
-    return default if _is_missing(v) else int(v)
-
-
-def _frameref(row: pd.Series) -> FrameRef:
-    df = row.get("deflate_from")
-    bits = _int(row, "bits_allocated", 32 if _int(row, "float_pixels", 0) == 32 else 64
-                if _int(row, "float_pixels", 0) == 64 else 16)
-    return FrameRef(
-        url=str(row["path"]),
-        offset=int(row["pixel_offset"]),
-        length=int(row["pixel_length"]),
-        transfer_syntax=str(row["transfer_syntax_uid"]),
-        rows=_int(row, "stored_rows", int(row["rows"])),
-        columns=_int(row, "stored_columns", int(row["columns"])),
-        samples_per_pixel=_int(row, "samples_per_pixel", 1),
-        bits_allocated=bits,
-        bits_stored=_int(row, "bits_stored", bits),
-        pixel_representation=_int(row, "pixel_representation", 0),
-        photometric_interpretation=str(row.get("photometric_interpretation") or "MONOCHROME2"),
-        planar_configuration=_int(row, "planar_configuration", 0),
-        frame_index=int(row["frame"]),
-        bit_offset=_int(row, "bit_offset", 0),
-        deflate_from=None if _is_missing(df) else int(df),
-        float_pixels=_int(row, "float_pixels", 0),
-    )
-
-
-def _framerefs(t: pd.DataFrame) -> list[FrameRef]:
+def framerefs(t: pd.DataFrame) -> list[FrameRef]:
     """FrameRefs of every table row, built column-wise (no per-row pandas access)."""
     n = len(t)
 
@@ -353,7 +323,6 @@ def build_dataarray(grid: Grid, *, raw: bool = False, chunks: Any = "auto", thre
     """
     import dask.array as dska
     import xarray as xr
-    from dask.base import tokenize
 
     t = grid.table
     first = t.iloc[0]
@@ -367,7 +336,7 @@ def build_dataarray(grid: Grid, *, raw: bool = False, chunks: Any = "auto", thre
     slope, icpt = _rescale(t, philips)
     dtype = stored if raw else output_dtype(t, stored, slope, icpt)
 
-    refs = _framerefs(t)
+    refs = framerefs(t)
     crops = None
     if "tile_row0" in t.columns:
         crops = tuple(None if _is_missing(a) else (int(a), int(b)) for a, b in zip(t["tile_row0"], t["tile_col0"]))

@@ -135,21 +135,25 @@ def _out_dtype(stored: np.dtype, slope: float, inter: float) -> np.dtype:
     return np.dtype("float32") if stored.itemsize <= 2 or stored.kind == "f" else np.dtype("float64")
 
 
+def contiguous_chunks(shape: tuple[int, ...], itemsize: int, target: int) -> tuple[int, ...]:
+    """Chunks that are contiguous runs of a C-order file: fill the inner dims first, up to ``target`` bytes."""
+    out = [1] * len(shape)
+    inner = itemsize
+    for a in range(len(shape) - 1, -1, -1):
+        if inner * shape[a] <= target:
+            out[a] = shape[a]
+            inner *= shape[a]
+        else:
+            out[a] = max(1, target // inner)
+            break
+    return tuple(out)
+
+
 def _chunks(shape: tuple[int, ...], itemsize: int, chunks: Any, dims: tuple[str, ...], gz: bool):
     if chunks is None or chunks == -1:
         return shape
     if chunks == "auto":
-        target = AUTO_CHUNK_BYTES_GZ if gz else AUTO_CHUNK_BYTES
-        out = [1] * len(shape)
-        inner = itemsize
-        for a in range(len(shape) - 1, -1, -1):  # contiguous runs: fill inner dims first
-            if inner * shape[a] <= target:
-                out[a] = shape[a]
-                inner *= shape[a]
-            else:
-                out[a] = max(1, target // inner)
-                break
-        return tuple(out)
+        return contiguous_chunks(shape, itemsize, AUTO_CHUNK_BYTES_GZ if gz else AUTO_CHUNK_BYTES)
     if isinstance(chunks, int):
         chunks = {dims[0]: chunks}
     if isinstance(chunks, dict):

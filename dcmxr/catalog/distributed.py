@@ -12,13 +12,12 @@ plain row dicts and are assembled into the usual table.
 from __future__ import annotations
 
 import uuid
-import warnings
 from collections.abc import Sequence
 from typing import Any
 
 import pandas as pd
 
-from ..errors import SkippedFileWarning, missing_dependency
+from ..errors import missing_dependency
 from .sources import Source, expand
 
 __all__ = ["scan_on_client", "scan_locations_on_client", "default_batch_size"]
@@ -145,18 +144,11 @@ def scan_on_client(
     SkippedFileWarning
         Once, when any file was skipped.
     """
-    from .scan import build_table
+    from .scan import build_table, warn_skipped
 
     locations = expand(source, recursive=recursive, storage_options=storage_options)
     rows, others, skipped = scan_locations_on_client(
         locations, client, strict=strict, storage_options=storage_options, batch_size=batch_size
     )
-    if skipped:
-        shown = "; ".join(f"{s['path']} ({s['reason']})" for s in skipped[:3])
-        more = f" and {len(skipped) - 3} more" if len(skipped) > 3 else ""
-        warnings.warn(
-            f"skipped {len(skipped)} of {len(locations)} files: {shown}{more}; see table.attrs['skipped']",
-            SkippedFileWarning,
-            stacklevel=3,
-        )
+    warn_skipped(skipped, len(locations), stacklevel=4)
     return build_table(rows, others, skipped)

@@ -9,7 +9,6 @@ Headers only: each file is read up to the start of its Pixel Data element
 from __future__ import annotations
 
 import os
-import time
 import warnings
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -308,15 +307,21 @@ def _run(locations, strict, progress, processes, storage_options):
                 bar.update(len(part))
     finally:
         bar.close()
-    if skipped:
-        shown = "; ".join(f"{s['path']} ({s['reason']})" for s in skipped[:3])
-        more = f" and {len(skipped) - 3} more" if len(skipped) > 3 else ""
-        warnings.warn(
-            f"skipped {len(skipped)} of {n} files: {shown}{more}; see table.attrs['skipped']",
-            SkippedFileWarning,
-            stacklevel=3,
-        )
+    warn_skipped(skipped, n, stacklevel=4)
     return rows, others, skipped
+
+
+def warn_skipped(skipped: list[dict], n: int, *, stacklevel: int = 3) -> None:
+    """One summary SkippedFileWarning for the files a scan skipped (none: no warning)."""
+    if not skipped:
+        return
+    shown = "; ".join(f"{s['path']} ({s['reason']})" for s in skipped[:3])
+    more = f" and {len(skipped) - 3} more" if len(skipped) > 3 else ""
+    warnings.warn(
+        f"skipped {len(skipped)} of {n} files: {shown}{more}; see table.attrs['skipped']",
+        SkippedFileWarning,
+        stacklevel=stacklevel,
+    )
 
 
 def _tqdm_class():

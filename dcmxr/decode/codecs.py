@@ -4,7 +4,7 @@ Codec choice per transfer syntax
 --------------------------------
 Measured on this project's dev machine (2 cores), imagecodecs 2026.3.6,
 pylibjpeg 2.1 (+libjpeg 2.5, openjpeg 2.6, rle 2.2), decoded output MB/s over
-the same frames (/work/shared/data; numbers include dcmxr's post-processing,
+the same frames (../shared/data; numbers include dcmxr's post-processing,
 e.g. pydicom's YBR->RGB conversion), 1 thread / 2 threads:
 
   syntax                      codec                  1 thread  2 threads
@@ -46,7 +46,7 @@ pylibjpeg rejects). Users who prefer speed over pydicom parity (WSI) call
 (pydicom's) on 1331 pixels of HTJ2K_08_RGB.dcm (apparently no clipping of
 overshoots), so imagecodecs.jpeg2k (OpenJPEG, exact) comes first there; for
 lossless HTJ2K OpenJPH is exact and used. The lossless codecs were checked for
-exact equality with pydicom on every file in /work/shared/data/transfer_syntax.
+exact equality with pydicom on every file in ../shared/data/transfer_syntax.
 
 Every codec library is imported lazily; a missing one raises
 :class:`~dcmxr.errors.MissingDependencyError` naming the ``jpeg`` extra. The

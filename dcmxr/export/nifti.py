@@ -49,6 +49,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ExportError, GeometryError, missing_dependency
+from ..backend.nifti import contiguous_chunks
 from ..geometry.affine import lps_to_ras
 
 __all__ = ["to_nifti", "nifti_affine", "nifti_header", "sidecar_paths"]
@@ -289,19 +290,6 @@ def _contiguous(chunks: tuple[tuple[int, ...], ...], shape: tuple[int, ...]) -> 
     return True
 
 
-def _contiguous_chunks(shape: tuple[int, ...], itemsize: int, target: int) -> tuple[int, ...]:
-    out = [1] * len(shape)
-    inner = itemsize
-    for a in range(len(shape) - 1, -1, -1):
-        if inner * shape[a] <= target:
-            out[a] = shape[a]
-            inner *= shape[a]
-        else:
-            out[a] = max(1, target // inner)
-            break
-    return tuple(out)
-
-
 def to_nifti(
     da: Any,
     path: str | os.PathLike,
@@ -371,7 +359,7 @@ def to_nifti(
         data = np.asarray(data)
     elif not _contiguous(data.chunks, data.shape):
         block = max(int(np.prod(c)) for c in _block_shapes(data.chunks)) * max(out.itemsize, src.itemsize)
-        data = data.rechunk(_contiguous_chunks(data.shape, max(out.itemsize, src.itemsize), max(block, PIECE_BYTES)))
+        data = data.rechunk(contiguous_chunks(data.shape, max(out.itemsize, src.itemsize), max(block, PIECE_BYTES)))
 
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".part")

@@ -142,7 +142,7 @@ def series_groups(table: pd.DataFrame) -> list[dict]:
         for uid, rows in table.groupby(key, sort=False):
             rows = rows.sort_values(["path", "frame"], kind="stable").reset_index(drop=True)
             if "bits_stored" in rows.columns and "bits_allocated" in rows.columns:
-                # float pixel data has no BitsStored; backend.build._frameref needs a number
+                # float pixel data has no BitsStored; backend.build.framerefs needs a number
                 rows["bits_stored"] = rows["bits_stored"].fillna(rows["bits_allocated"])
             if "pixel_representation" in rows.columns:
                 rows["pixel_representation"] = rows["pixel_representation"].fillna(0)
@@ -244,10 +244,10 @@ def _frames_dask(rows: pd.DataFrame, dtype: np.dtype, frame_shape: tuple, per_ch
     import dask.array as dska
     from dask.base import tokenize
 
-    from ..backend.build import _frameref
+    from ..backend.build import framerefs
     from ..decode.plan import BlockSpec, load_block
 
-    refs = [_frameref(r) for _, r in rows.iterrows()]
+    refs = framerefs(rows)
     name = "dcmxr-frames-" + tokenize(tuple(refs), dtype.str, per_chunk)
     dsk, chunks = {}, []
     for b, s in enumerate(range(0, len(refs), per_chunk)):

@@ -66,45 +66,33 @@ def _coord_refs(prefix: str, name: str, values: np.ndarray, attrs: dict, refs: d
     refs[f"{prefix}/{name}/0"] = _inline(values)
 
 
-def _int(v: Any, default: int) -> int:
-    """An int from a table value; None/NaN -> default."""
-    if v is None or (isinstance(v, float) and v != v):
-        return default
-    return int(v)
-
-
 def _frame_format(r: pd.Series) -> tuple[str, dict | None]:
     """(zarr dtype, compressor config or None) of one frame."""
-    from ..backend.build import stored_dtype
+    from ..backend.build import framerefs, stored_dtype
     from .codecs import CODEC_ID
 
-    ts = str(r["transfer_syntax_uid"])
+    ref = framerefs(r.to_frame().T)[0]  # the same row -> FrameRef mapping as open_series
+    ts, spp, planar = ref.transfer_syntax, ref.samples_per_pixel, ref.planar_configuration
+    pi = ref.photometric_interpretation
     dt = stored_dtype(r)
-    spp = _int(r.get("samples_per_pixel"), 1)
-    ba = _int(r.get("bits_allocated"), 16)
-    planar = _int(r.get("planar_configuration"), 0)
-    pi = r.get("photometric_interpretation")
-    pi = pi if isinstance(pi, str) and pi else "MONOCHROME2"
-    bs = _int(r.get("bits_stored"), ba)
-    if ba >= 8 and not pi.startswith("YBR") and not (spp > 1 and planar) and bs == ba:
+    if ref.bits_allocated >= 8 and not pi.startswith("YBR") and not (spp > 1 and planar) \
+            and ref.bits_stored == ref.bits_allocated:
         if ts in _NATIVE_LE:
             return dt.newbyteorder("<").str, None
         if ts in _NATIVE_BE:
             return dt.newbyteorder(">").str, None
     if spp > 1 and pi.startswith("YBR"):
         dt = np.dtype("uint8") if dt.itemsize == 1 else dt
-    fp = r.get("float_pixels")
-    cfg = {"id": CODEC_ID, "transfer_syntax": ts, "rows": int(r["rows"]), "columns": int(r["columns"]),
-           "samples_per_pixel": spp, "bits_allocated": ba, "bits_stored": bs,
-           "pixel_representation": _int(r.get("pixel_representation"), 0),
-           "photometric_interpretation": pi, "planar_configuration": planar,
-           "bit_offset": _int(r.get("bit_offset"), 0), "float_pixels": _int(fp, 0)}
+    cfg = {"id": CODEC_ID, "transfer_syntax": ts, "rows": ref.rows, "columns": ref.columns,
+           "samples_per_pixel": spp, "bits_allocated": ref.bits_allocated, "bits_stored": ref.bits_stored,
+           "pixel_representation": ref.pixel_representation, "photometric_interpretation": pi,
+           "planar_configuration": planar, "bit_offset": ref.bit_offset, "float_pixels": ref.float_pixels}
     return dt.newbyteorder("=").str, cfg
 
 
 def _series_refs(entry: dict, refs: dict, name: str) -> None:
     from ..assembly.stack import assemble, choose_stack, split_stacks
-    from ..backend.build import _rescale, _const
+    from ..backend.build import _const, _rescale, framerefs
 
     rows: pd.DataFrame = entry["rows"]
     if rows["deflate_from"].notna().any() if "deflate_from" in rows.columns else False:
@@ -121,7 +109,7 @@ def _series_refs(entry: dict, refs: dict, name: str) -> None:
             grid = None
     first = rows.iloc[0]
     dtype, comp = _frame_format(first)
-    spp = _int(first.get("samples_per_pixel"), 1)
+    spp = framerefs(rows.iloc[:1])[0].samples_per_pixel
     fshape = [int(first["rows"]), int(first["columns"])] + ([spp] if spp > 1 else [])
     fdims = ["y", "x"] + (["c"] if spp > 1 else [])
     prefix = f"{name}/image"
