@@ -72,7 +72,8 @@ def test_header_walker_agrees_with_pydicom():
             if ref != ours:
                 mismatches += 1
                 problems.append(f"{path.name} {kw}: pydicom {ref!r:.60} dcmxr {ours!r:.60}")
-    assert checked > 200
+    # pydicom's own test files alone give ~165 files; with ../shared/data, over a thousand
+    assert checked > (200 if DATA.exists() else 100)
     assert not problems, "\n".join(problems[:20])
 
 
