@@ -197,10 +197,9 @@ def test_to_nifti_equals_dcm2niix(case, tmp_path):
 # ------------------------------------------------------------------ (c) sidecar fields
 #: Fields dcmxr does not match for a case, and why (documented in the report).
 NOT_MATCHED = {
-    # GE stores slice timing in private data (RTIA timer 0021,105E); dcmxr does not read it yet
-    "DCM2NIIX_regression_test_4": {"SliceTiming", "PhaseEncodingDirection"},
-    "DCM2NIIX_regression_test_5": {"SliceTiming", "PhaseEncodingDirection"},
     # GE phase polarity lives in private user data (0043,102A); dcmxr writes PhaseEncodingAxis only
+    "DCM2NIIX_regression_test_4": {"PhaseEncodingDirection"},
+    "DCM2NIIX_regression_test_5": {"PhaseEncodingDirection"},
     "Ax_DWI_TENSOR_R2_1": {"PhaseEncodingDirection"},
     "fMRI_Multiphase_Des_2": {"PhaseEncodingDirection"},
     # Siemens XA enhanced: polarity and InPlanePhaseEncodingDirection are in functional groups not scanned

@@ -14,6 +14,10 @@ but in private elements by many others. Following dcm2niix:
   ``diffusion_gradient_vendor_*`` (its signs vary with software versions).
 
 Standard attributes win when present.
+
+Slice timing: GE's RTIA timer / Protocol Data Block give a per-frame
+``slice_time`` column (s), see :mod:`dcmxr.assembly.ge_timing`; Siemens'
+comes from the CSA header when mosaics are expanded.
 """
 
 from __future__ import annotations
@@ -73,4 +77,8 @@ def normalize(table: pd.DataFrame) -> pd.DataFrame:
             # sign conventions of Philips' private (RL, AP, FH) differ between software versions:
             # kept as vendor values (they still tell volumes apart), never as LPS
             _fill(t, f"diffusion_gradient_vendor_{i}", pd.to_numeric(t[col], errors="coerce"))
+    if "manufacturer" in t and manufacturer.str.startswith("GE").any():
+        from .ge_timing import fill_slice_time
+
+        fill_slice_time(t)
     return t

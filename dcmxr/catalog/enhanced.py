@@ -116,6 +116,13 @@ def _philips_private(item: Any, out: dict[str, Any]) -> None:
                 val = struct.unpack("<f", bytes(val[:4]))[0]
             if isinstance(val, (int, float)):
                 out[name] = float(val)
+    if 0x20051429 in sub:  # ASL label type (LABEL / CONTROL): the `asl` dim, as for classic Philips files
+        label = sub[0x20051429].value
+        if isinstance(label, (bytes, bytearray)):
+            label = bytes(label).decode("latin-1")
+        label = str(label).strip(" \x00")
+        if label:
+            out["philips_asl_label"] = label
 
 
 def _group_values(item: Any) -> dict[str, Any]:

@@ -125,6 +125,12 @@ PRIVATE_TAGS: dict[int, tuple[str, str]] = {
     0x001910BB: ("ge_gradient_x", "DS"),
     0x001910BC: ("ge_gradient_y", "DS"),
     0x001910BD: ("ge_gradient_z", "DS"),
+    0x0021105E: ("ge_rtia_timer", "DS"),  # RTIA timer: GE slice timing on some software
+    0x0043107C: ("ge_group_delay", "FL"),  # epiRT group delay (s), idle time after each volume
+    0x004310B6: ("ge_multiband", "LO"),  # multiband factor \\ slice FOV shift \\ calibration
+    0x004310A3: ("ge_asl_contrast", "LO"),  # ASL contrast technique (PSEUDOCONTINUOUS / CONTINUOUS)
+    0x004310A4: ("ge_asl_labeling", "LO"),  # ASL labeling technique ("3D pulsed continuous ASL technique")
+    0x004310A5: ("ge_asl_label_duration", "IS"),  # label duration (ms)
     0x20051429: ("philips_asl_label", "CS"),  # LABEL / CONTROL
     0x200510B0: ("philips_gradient_rl", "FL"),
     0x200510B1: ("philips_gradient_ap", "FL"),

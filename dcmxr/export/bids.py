@@ -20,12 +20,17 @@ Sources
   ``PhaseEncodingDirectionPositive`` (1 = towards increasing DICOM row or
   column index). Without a polarity only ``PhaseEncodingAxis`` is written,
   as dcm2niix does.
-* ``SliceTiming``: the ``slice_time`` coord (Siemens MosaicRefAcqTimes, s);
+* ``SliceTiming``: the ``slice_time`` coord (Siemens MosaicRefAcqTimes; GE
+  RTIA timer / Protocol Data Block, see :mod:`dcmxr.assembly.ge_timing`; s);
   else ``frame_acquisition_date_time`` varying over ``z`` (enhanced MR);
   else, for GE, ``trigger_time`` varying over ``z`` (dcm2niix's rule). The
   first volume whose times fit in one TR is used (Siemens multiband mosaics
   carry junk times in the first volume; CSA times of other volumes differ by
   the scanner's 2.5 ms rounding, and dcm2niix reports one of them).
+* ASL fields (``ArterialSpinLabelingType``, ``PostLabelingDelay``,
+  ``LabelingDuration``, bolus cut-off ...): the attrs
+  :func:`dcmxr.open_perfusion` set from headers, a sidecar or
+  ``acquisition=`` (BIDS units), never its defaults.
 * gradients: ``diffusion_gradient_0..2`` coords (LPS); for GE the
   ``diffusion_gradient_vendor_0..2`` coords or the private (0019,10BB-BD)
   (image axes, row and column components negated: the frame dcm2niix
@@ -467,6 +472,7 @@ def sidecar(da: Any, affine_ras: np.ndarray | None = None, table: Any = None) ->
     st = slice_timing(da, table)
     if st is not None:
         out["SliceTiming"] = st
+    out.update(_perfusion_fields(da))
     frame = _axis_frame(da, affine_ras)
     axis, pol = phase_encoding(da, table)
     if axis is not None:
@@ -484,6 +490,28 @@ def sidecar(da: Any, affine_ras: np.ndarray | None = None, table: Any = None) ->
         out["InPlanePhaseEncodingDirectionDICOM"] = str(ped)
     out["ConversionSoftware"] = "dcmxr"
     out["ConversionSoftwareVersion"] = __version__
+    return out
+
+
+#: BIDS ASL keys written from attrs that dcmxr.open_perfusion set (never from its defaults).
+_ASL_BIDS = ("ArterialSpinLabelingType", "PostLabelingDelay", "LabelingDuration", "BolusCutOffFlag",
+             "BolusCutOffTechnique", "BolusCutOffDelayTime", "LabelingSlabThickness", "VascularCrushing",
+             "BackgroundSuppression", "M0Type", "M0Scale", "LabelingEfficiency")
+
+
+def _perfusion_fields(da: Any) -> dict:
+    """ASL fields of an array from :func:`dcmxr.open_perfusion` (headers, sidecar or ``acquisition=``)."""
+    sources = da.attrs.get("acquisition_source")
+    if not isinstance(sources, dict):
+        return {}
+    from ..perfusion.params import BIDS_KEYS
+
+    out: dict[str, Any] = {}
+    for key in _ASL_BIDS:
+        attr = BIDS_KEYS[key][0]
+        if attr in da.attrs and sources.get(attr) not in (None, "default"):
+            v = _py(da.attrs[attr])
+            out[key] = [_py(x) for x in v] if isinstance(v, (list, tuple, np.ndarray)) else v
     return out
 
 

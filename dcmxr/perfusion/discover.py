@@ -16,7 +16,9 @@ answers from the header table alone; it reads no pixel data.
 ``dynamic_frame``   the description ends in ``TT=<seconds>s``; rows with the
                     same ``group_key`` are one dynamic acquisition
 ``m0``              the description names an M0 scan (``M0``, ``m0scan``)
-``asl``             Philips ASL label/control tag, or the description names
+``asl``             Philips ASL label/control tag, GE (0043,10A3) PSEUDOCONTINUOUS
+                    (the perfusion-weighted pass of GE's 3D ASL; its PD reference
+                    pass says CONTINUOUS and is ``m0``), or the description names
                     ASL (a word ending in ``asl``: ASL, pCASL, 3DpCASL, PASL)
 ``dwi``             a b-value above 0, or more than one b-value
 ``t1_look_locker``  several inversion times, or the description names
@@ -168,6 +170,8 @@ def _summarise(rows: pd.DataFrame) -> dict[str, Any]:
         "_image_type": "\\".join(rows["image_type"].dropna().astype(str).unique()) if "image_type" in rows else "",
         "_image_types": int(rows["image_type"].nunique()) if "image_type" in rows else 1,
         "_asl_label": "philips_asl_label" in rows and rows["philips_asl_label"].notna().any(),
+        "_ge_asl": (str(rows["ge_asl_contrast"].dropna().iloc[0]).strip().upper()
+                    if "ge_asl_contrast" in rows and rows["ge_asl_contrast"].notna().any() else ""),
         "_orientations": _n_orientations(rows),
     }
 
@@ -182,9 +186,9 @@ def _role(s: dict[str, Any]) -> str:
         return "localizer"
     if s["tt"] is not None:
         return "dynamic_frame"
-    if _M0.search(desc):
+    if _M0.search(desc) or s["_ge_asl"] == "CONTINUOUS":  # GE 3D ASL: the PD reference pass says CONTINUOUS
         return "m0"
-    if s["_asl_label"] or _ASL.search(desc) or "\\ASL" in s["_image_type"].upper():
+    if s["_asl_label"] or s["_ge_asl"] == "PSEUDOCONTINUOUS" or _ASL.search(desc) or "\\ASL" in s["_image_type"].upper():
         return "asl"
     b = s["b_values"] or ()
     if any(v > 0 for v in b) or len(b) > 1:

@@ -11,7 +11,8 @@ A dynamic acquisition reaches us in one of two shapes:
 
 Acquisition parameters go to attrs with units (see
 :mod:`dcmxr.perfusion.params`), by priority ``acquisition=`` > BIDS sidecar >
-vendor > standard DICOM > defaults.
+vendor > standard DICOM > defaults; for ASL the headers' ASL attributes and
+vendor fields are read too (:mod:`dcmxr.perfusion.asl`).
 """
 
 from __future__ import annotations
@@ -226,6 +227,26 @@ def vendor_params(da) -> dict[str, Any]:
     return out
 
 
+def asl_header_params(da) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``(standard, vendor)`` ASL parameters from the header of the array's first file (see
+    :mod:`dcmxr.perfusion.asl`); empty when the array's headers are not known to this process."""
+    from ..backend.registry import lookup
+    from .asl import header_params
+
+    uid = da.attrs.get("series_instance_uid")
+    if uid is None and "series_instance_uid" in da.coords:
+        uid = np.ravel(da.coords["series_instance_uid"].values)[0]
+    table = lookup(str(uid)) if uid is not None else None
+    if table is None or "path" not in table.columns or not len(table):
+        return {}, {}
+    if "sop_instance_uid" in da.coords and "sop_instance_uid" in table.columns:
+        first = np.ravel(da.coords["sop_instance_uid"].values)[0]
+        hit = table[table["sop_instance_uid"] == first]
+        if len(hit):
+            table = hit
+    return header_params(str(table["path"].iloc[0]))
+
+
 def apply_acquisition(da, modality: str, *, acquisition: dict | None = None, sidecar: Any = None,
                       vendor: dict | None = None):
     """Set the modality's acquisition parameters on ``da.attrs`` by priority.
@@ -253,9 +274,10 @@ def apply_acquisition(da, modality: str, *, acquisition: dict | None = None, sid
     """
     modality = _check_modality(modality)
     meta = _read_sidecar(sidecar, da)
+    std_hdr, vendor_hdr = asl_header_params(da) if modality == "ASL" else ({}, {})
     layers = {
-        "standard": standard_params(da),
-        "vendor": {**vendor_params(da), **(vendor or {})},
+        "standard": {**standard_params(da), **std_hdr},
+        "vendor": {**vendor_params(da), **vendor_hdr, **(vendor or {})},
         "sidecar": P.from_bids(meta) if meta else {},
         "acquisition": P.from_user(acquisition or {}),
     }
@@ -278,7 +300,12 @@ def _check_modality(modality: str) -> str:
 
 def _slice_time(da):
     """``slice_time`` (s) on ``z`` from the headers (as the BIDS SliceTiming), when known."""
-    if "slice_time" in da.coords or "z" not in da.dims:
+    if "slice_time" in da.coords:
+        if "units" not in da["slice_time"].attrs:  # from the assembly (Siemens CSA, GE): seconds
+            da = da.assign_coords(slice_time=da["slice_time"].copy())
+            da["slice_time"].attrs["units"] = "s"
+        return da
+    if "z" not in da.dims:
         return da
     from ..backend.registry import lookup
     from ..export.bids import slice_timing
