@@ -12,6 +12,13 @@ Every section runs dcmxr and a peer on the same files in one run and reports rat
 * ``remote`` -- the files served by a Range-capable HTTP server on 127.0.0.1: bytes moved by scan
   per file, and by computing K frames vs the frame bytes asked (target < 1.1x), next to
   ``pydicom.dcmread`` over ``fsspec.open`` of the same files.
+* ``dicomweb`` -- a real Orthanc (Debian ``orthanc`` + ``orthanc-dicomweb``, started in its own network
+  namespace by ``dcmxr.testing.orthanc``) behind a byte-counting proxy, with series from ../shared/data
+  (native CT, enhanced MR JPEG-LS, a Siemens MOSAIC in JPEG-LS, a 1024x1024 JPEG 2000 MR):
+  ``dcmxr.dicomweb.open_series(...).values`` (metadata + CSA bulk data + frames in their stored syntax)
+  vs dicomweb-client ``retrieve_series`` (as stored, ``transfer-syntax=*``) + ``pydicom`` ``pixel_array`` per
+  instance (whole instances;
+  the MOSAIC left packed). Medians of wall and CPU time of this process, bytes through the proxy.
 * ``ooc``    -- a CT cohort (default 40 series of 512x512x300, ~6.3 GB stored, 12 GB as float32)
   written once and reused: per-series HU histogram and mean inside a threshold mask with
   ``open_study`` + xarray, peak RSS of the whole process tree (sampled with psutil) on the threaded
@@ -20,6 +27,7 @@ Every section runs dcmxr and a peer on the same files in one run and reports rat
     python benchmarks/bench_scale.py                  # everything, full size
     python benchmarks/bench_scale.py --quick          # scaled down (1,000 files, 4 x 60 slices)
     python benchmarks/bench_scale.py --only scan,graph --files 10000
+    python benchmarks/bench_scale.py --only dicomweb
 
 Generated data lives under ``--data-dir`` (default ``benchmarks/_data/scale``) and is reused.
 """
@@ -260,6 +268,86 @@ def bench_remote(folder: Path, n_files: int, n_frames: int) -> dict:
     }
 
 
+# --------------------------------------------------------------------------- DICOMweb
+DICOMWEB_SERIES = {
+    "CT 3 x 512^2 (implicit LE)": [("ct", "dcmqi", "ct-3slice")],
+    "enhanced MR 10 x 64^2 (JPEG-LS)": [("transfer_syntax", "pydicom-data", "emri_small_jpeg_ls_lossless.dcm")],
+    "MOSAIC 384^2 -> 35 x 64^2 (JPEG-LS)": [("transfer_syntax", "dcm_qa_ts", "In", "7.dcm")],
+    "MR 1024^2 (JPEG 2000)": [("transfer_syntax", "pydicom-data", "MR2_J2KR.dcm")],
+}
+
+
+def _median_run(fn, repeat: int) -> tuple[float, float, object]:
+    walls, cpus, out = [], [], None
+    for _ in range(repeat):
+        w0, c0 = time.perf_counter(), time.process_time()
+        out = fn()
+        walls.append(time.perf_counter() - w0)
+        cpus.append(time.process_time() - c0)
+    return float(np.median(walls)), float(np.median(cpus)), out
+
+
+def bench_dicomweb(repeat: int = 5) -> dict:
+    import warnings
+
+    import pydicom
+    from dicomweb_client.api import DICOMwebClient
+    from pydicom.uid import generate_uid
+
+    from dcmxr import dicomweb
+    from dcmxr.testing.faultproxy import FaultProxy
+    from dcmxr.testing.orthanc import Orthanc, skip_reason
+
+    reason = skip_reason()
+    if reason:
+        return {"skipped": reason}
+    data = Path(os.environ.get("DCMXR_TEST_DATA", HERE.parent.parent / "shared" / "data"))
+    out: dict = {}
+    with tempfile.TemporaryDirectory() as tmp, Orthanc(Path(tmp) / "orthanc") as server, \
+            FaultProxy(server.dicomweb_url) as proxy:
+        client = DICOMwebClient(proxy.url)
+        for label, parts in DICOMWEB_SERIES.items():
+            files = []
+            for p in parts:
+                path = data.joinpath(*p)
+                files.extend(sorted(path.iterdir()) if path.is_dir() else [path])
+            datasets = [pydicom.dcmread(f) for f in files]
+            series = generate_uid(entropy_srcs=["bench", label])
+            for j, ds in enumerate(datasets):  # own UIDs: test files share them
+                ds.SeriesInstanceUID = series
+                ds.SOPInstanceUID = generate_uid(entropy_srcs=["bench", label, str(j)])
+                ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+            DICOMwebClient(server.dicomweb_url).store_instances(datasets)
+            study = datasets[0].StudyInstanceUID
+
+            def ours():
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    return dicomweb.open_series(proxy.url, study, series).values
+
+            def peer():
+                instances = client.retrieve_series(study, series, media_types=(("application/dicom", "*"),))
+                return [ds.pixel_array for ds in instances]
+
+            ours()  # warm: imports, codecs, connection
+            peer()
+            proxy.reset()
+            ours()
+            ours_bytes = proxy.bytes_sent()
+            proxy.reset()
+            peer()
+            peer_bytes = proxy.bytes_sent()
+            w_ours, c_ours, arr = _median_run(ours, repeat)
+            w_peer, c_peer, _ = _median_run(peer, repeat)
+            out[label] = {
+                "pixel bytes": int(np.asarray(arr).nbytes), "dcmxr bytes moved": ours_bytes,
+                "peer bytes moved": peer_bytes, "dcmxr wall s": w_ours, "peer wall s": w_peer,
+                "dcmxr CPU s": c_ours, "peer CPU s": c_peer, "wall ratio peer/dcmxr": w_peer / w_ours,
+                "CPU ratio peer/dcmxr": c_peer / c_ours if c_ours else float("nan"),
+            }
+    return out
+
+
 # --------------------------------------------------------------------------- out of core
 def _ooc_child(folder: str, scheduler: str) -> None:
     import logging
@@ -357,7 +445,7 @@ def _print(title: str, d: dict) -> None:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="1,000 files and a 4 x 60 slice cohort")
-    p.add_argument("--only", default="scan,graph,remote,ooc")
+    p.add_argument("--only", default="scan,graph,remote,dicomweb,ooc")
     p.add_argument("--files", type=int, default=None, help="files for scan/graph (default 10,000)")
     p.add_argument("--cohort", default=None, help="SERIESxSLICES for ooc (default 40x300)")
     p.add_argument("--data-dir", type=Path, default=HERE / "_data" / "scale")
@@ -391,6 +479,9 @@ def main(argv: list[str] | None = None) -> int:
         r["target < 1.1x"] = "PASS" if r["dcmxr moved/asked"] < 1.1 else "FAIL"
         results["remote"] = r
         _print("HTTP byte ranges (127.0.0.1)", r)
+    if "dicomweb" in only:
+        results["dicomweb"] = bench_dicomweb()
+        _print("DICOMweb (Orthanc on loopback, medians of 5)", results["dicomweb"])
     if "ooc" in only:
         cohort = args.cohort or ("4x60" if args.quick else "40x300")
         ns, nz = (int(v) for v in cohort.split("x"))

@@ -6,20 +6,33 @@ like :func:`dcmxr.scan` makes from files, and hands the table to the usual
 assembly (:func:`dcmxr.open_series`): geometry, dims, rescale and chunking are
 the same as for local files.
 
+Attributes the table needs that the server sends as a ``BulkDataURI`` (the
+Siemens CSA header (0029,1010) of MOSAIC and diffusion images, private tags of
+Implicit VR files sent as UN) are fetched with one request each, so MOSAIC
+series unpack as from files.
+
 Each instance becomes a *virtual file* addressed by an fsspec URL::
 
-    dicomweb://HOST[:PORT]/PREFIX/studies/S/series/SE/instances/I?frame_bytes=N
+    dicomweb://HOST[:PORT]/PREFIX/studies/S/series/SE/instances/I?frame_bytes=N&px=...
 
-(``dicomwebs://`` for HTTPS) whose bytes are its frames, uncompressed, one after
-the other, ``N`` bytes each. The :class:`DICOMwebFileSystem` registered for
-that protocol turns a byte range into one WADO-RS frame retrieval
-(``.../frames/3,4,5`` with ``application/octet-stream; transfer-syntax=1.2.840.10008.1.2.1``,
-so the server decodes compressed frames), so the ordinary byte-range layer
+(``dicomwebs://`` for HTTPS) whose bytes are its frames, uncompressed (little
+endian, colour interleaved), one after the other, ``N`` bytes each; ``px``
+carries the Image Pixel attributes needed to decode a compressed frame. The
+:class:`DICOMwebFileSystem` registered for that protocol turns a byte range
+into one WADO-RS frame retrieval (``.../frames/3,4,5``), asking for the frames
+in their stored transfer syntax first and decoding whatever comes back with
+dcmxr's decoders (the part's ``Content-Type`` names the syntax); servers that
+only send decoded frames work too. The ordinary byte-range layer
 (:func:`dcmxr.decode.read.read_ranges`) coalesces adjacent frames of a chunk
 into one request. The graph holds only these URLs: it runs on a
 dask.distributed cluster whose workers can reach the server (the protocol is
 also registered through the ``fsspec.specs`` entry point, so workers need no
 import).
+
+Reusable pieces: :func:`series_metadata`, :func:`bulkdata_tags`,
+:func:`retrieve_bulkdata`, :func:`retrieve_frames` (a batch of frames of one
+instance in one request), :func:`decode_part`; HTTP details (timeouts, bounded
+retries, multipart parsing, Accept values) live in :mod:`dcmxr.webtransport`.
 
 Requires ``dicomweb-client`` (``pip install 'dcmxr[dicomweb]'``).
 """
@@ -32,11 +45,11 @@ from typing import Any
 import pandas as pd
 
 from .errors import DcmxrError, InvalidDicomError, SelectionError, missing_dependency
+from .webframes import EXPLICIT_LE, DICOMwebFileSystem, _PixelFormat, _virtual_url, decode_part
 
-__all__ = ["open_series", "scan_series", "DICOMwebFileSystem", "parse_url", "EXPLICIT_LE"]
+__all__ = ["open_series", "scan_series", "series_metadata", "retrieve_frames", "retrieve_bulkdata",
+           "bulkdata_tags", "decode_part", "DICOMwebFileSystem", "parse_url", "EXPLICIT_LE"]
 
-EXPLICIT_LE = "1.2.840.10008.1.2.1"
-_OCTETS = (("application/octet-stream", EXPLICIT_LE),)
 _FLOAT_PIXEL_TAGS = {"7FE00008": 32, "7FE00009": 64}
 EXTRA = "dicomweb"
 
@@ -82,38 +95,180 @@ def _base_of(client: Any) -> str:
     return str(base).rstrip("/")
 
 
-def _virtual_url(base: str, study: str, series: str, sop: str, frame_bytes: int) -> str:
-    parts = urllib.parse.urlsplit(base)
-    scheme = "dicomwebs" if parts.scheme == "https" else "dicomweb"
-    path = f"{parts.path.rstrip('/')}/studies/{study}/series/{series}/instances/{sop}"
-    return f"{scheme}://{parts.netloc}{path}?frame_bytes={frame_bytes}"
-
-
 # --------------------------------------------------------------------------- metadata -> rows
 def _plain_values(ds: Any) -> dict[str, Any]:
-    """The attributes the catalog keeps, as the header walker would give them."""
+    """The attributes the catalog keeps, as the header walker would give them.
+
+    Values that arrived as bytes with VR UN (private tags of Implicit VR files,
+    fetched from their BulkDataURI) are converted with the catalog's VR.
+    """
     from .catalog.enhanced import _plain
-    from .catalog.fields import WANTED
+    from .catalog.fields import PRIVATE_TAGS, WANTED
 
     values: dict[str, Any] = {}
-    for tag, (kw, _vr) in WANTED.items():
+    for tag, (kw, vr) in {**WANTED, **PRIVATE_TAGS}.items():
         if tag in ds:
             elem = ds[tag]
-            if elem.VR == "SQ" or isinstance(elem.value, (bytes, bytearray)):
+            if kw == "siemens_csa_image":
+                if isinstance(elem.value, (bytes, bytearray)) and elem.value:
+                    values[kw] = bytes(elem.value)
                 continue
-            val = _plain(elem.value)
+            if elem.VR == "SQ":
+                continue
+            value = elem.value
+            if isinstance(value, (bytes, bytearray)):
+                if elem.VR != "UN" or not value or vr in ("OB", "OW", "UN", "SQ"):
+                    continue
+                value = _convert_un(tag, vr, bytes(value))
+                if value is None:
+                    continue
+            val = _plain(value)
             if val is not None:
                 values[kw] = val
     return values
 
 
-def _instance_rows(meta: dict, base: str) -> tuple[list[dict], dict | None]:
+def _convert_un(tag: int, vr: str, raw: bytes) -> Any:
+    """Bytes of an element sent with VR UN, read as VR ``vr`` (little endian, as DICOM JSON carries them)."""
+    from pydicom.dataelem import RawDataElement
+    from pydicom.values import convert_value
+
+    try:
+        return convert_value(vr, RawDataElement(tag, vr, len(raw), raw, 0, False, True))
+    except Exception:  # noqa: BLE001 - a malformed private value is left out, as the header walker does
+        return None
+
+
+def bulkdata_tags(meta: dict) -> dict[str, str]:
+    """The top-level BulkDataURIs of one instance's DICOM JSON that the header table needs.
+
+    Parameters
+    ----------
+    meta : dict
+        One instance's WADO-RS metadata (DICOM JSON).
+
+    Returns
+    -------
+    dict
+        ``{"00291010": uri, ...}`` for the catalog's attributes (e.g. the
+        Siemens CSA header, private tags of Implicit VR files sent as UN);
+        pixel data is never included.
+    """
+    from .catalog.fields import PIXEL_TAGS, PRIVATE_TAGS, WANTED
+
+    out = {}
+    for key, entry in meta.items():
+        if not isinstance(entry, dict) or "BulkDataURI" not in entry:
+            continue
+        try:
+            tag = int(key, 16)
+        except ValueError:
+            continue
+        if (tag in WANTED or tag in PRIVATE_TAGS) and tag not in PIXEL_TAGS:
+            out[key.upper()] = entry["BulkDataURI"]
+    return out
+
+
+def retrieve_bulkdata(client_or_url: Any, uri: str, *, headers: dict | None = None,
+                      session: Any = None, timeout: tuple[float, float] | None = None) -> bytes:
+    """The bytes behind one BulkDataURI of WADO-RS metadata.
+
+    The URI is resolved against the client's service root first
+    (:func:`dcmxr.webtransport.resolve_bulkdata_uri`: servers behind a proxy
+    write a host the client cannot reach). The answer may be a
+    multipart/related body (one ``application/octet-stream`` part) or the
+    bare bytes.
+
+    Parameters
+    ----------
+    client_or_url : dicomweb_client.DICOMwebClient or str
+        The service (its root URL is used, and its session's headers when no
+        ``session`` is given).
+    uri : str
+        The BulkDataURI.
+    headers : dict, optional
+        HTTP headers (authorization ...).
+    session : requests.Session, optional
+        Re-use a session (and its connection pool).
+    timeout : (float, float), optional
+        Connect and read timeouts.
+
+    Returns
+    -------
+    bytes
+
+    Raises
+    ------
+    OSError
+        The request failed (:class:`dcmxr.webtransport.HTTPStatusError` for an
+        error status).
+    InvalidDicomError
+        The answer is not one bulk data value.
+    """
+    from . import webtransport as wt
+
+    base = parse_url(client_or_url)[0] if isinstance(client_or_url, str) else _base_of(client_or_url)
+    url = wt.resolve_bulkdata_uri(uri, base)
+    if session is None:
+        session = _session_for(client_or_url, headers)
+    r = wt.http_get(session, url, accept='multipart/related; type="application/octet-stream"',
+                    timeout=timeout or wt.DEFAULT_TIMEOUT)
+    parts = wt.parse_multipart(r.headers.get("Content-Type", "application/octet-stream"), r.content, url)
+    if len(parts) != 1:
+        raise InvalidDicomError(f"{url}: expected one bulk data part, got {len(parts)}")
+    return parts[0].data
+
+
+def _session_for(client_or_url: Any, headers: dict | None):
+    from .webtransport import _session
+
+    s = _session(headers)
+    inner = getattr(client_or_url, "_session", None)
+    if inner is not None and not headers:
+        s.headers.update({k: v for k, v in inner.headers.items() if k.lower() not in ("accept", "host")})
+        s.auth = getattr(inner, "auth", None)
+    return s
+
+
+def _fetch_bulk(client_or_url: Any, metadata: list[dict], headers: dict | None) -> list[dict[str, bytes]]:
+    """Fetch the needed BulkDataURIs of every instance (a few threads); ``[{tag: bytes}]`` per instance."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    wanted = [bulkdata_tags(m) for m in metadata]
+    jobs = [(i, tag, uri) for i, tags in enumerate(wanted) for tag, uri in tags.items()]
+    out: list[dict[str, bytes]] = [{} for _ in metadata]
+    if not jobs:
+        return out
+    session = _session_for(client_or_url, headers)
+
+    def one(job):
+        i, tag, uri = job
+        try:
+            return i, tag, retrieve_bulkdata(client_or_url, uri, session=session)
+        except (OSError, DcmxrError) as exc:
+            sop = (metadata[i].get("00080018", {}).get("Value") or ["?"])[0]
+            what = "the Siemens CSA header" if tag == "00291010" else "a header attribute"
+            raise OSError(f"instance {sop}: cannot fetch ({tag[:4]},{tag[4:]}) ({what}) from its BulkDataURI "
+                          f"{uri}: {exc}") from exc
+
+    with ThreadPoolExecutor(max_workers=min(8, len(jobs))) as pool:
+        for i, tag, data in pool.map(one, jobs):
+            out[i][tag] = data
+    return out
+
+
+def _instance_rows(meta: dict, base: str, bulk: dict[str, bytes] | None = None) -> tuple[list[dict], dict | None]:
     import pydicom
 
     from .catalog.enhanced import dimension_pointers, frame_values
     from .catalog.scan import _flatten
 
-    ds = pydicom.Dataset.from_json(meta, bulk_data_uri_handler=lambda *a: b"")
+    bulk = bulk or {}
+
+    def handler(tag: str, vr: str, uri: str) -> bytes:
+        return bulk.get(tag.upper(), b"")
+
+    ds = pydicom.Dataset.from_json(meta, bulk_data_uri_handler=handler)
     values = _plain_values(ds)
     study, series, sop = (values.get(k) for k in ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID"))
     if not (study and series and sop):
@@ -122,7 +277,8 @@ def _instance_rows(meta: dict, base: str) -> tuple[list[dict], dict | None]:
     has_pixels = "7FE00010" in meta or float_pixels
     rows, cols = values.get("Rows"), values.get("Columns")
     stored_ts = ds.get((0x0002, 0x0010)).value if (0x0002, 0x0010) in ds else None
-    base_row: dict[str, Any] = {"transfer_syntax_uid": EXPLICIT_LE, "enhanced": "52009230" in meta or "52009229" in meta,
+    enhanced = "52009230" in meta or "52009229" in meta
+    base_row: dict[str, Any] = {"transfer_syntax_uid": EXPLICIT_LE, "enhanced": enhanced,
                                 "file_size": None, "mtime": 0.0, "deflate_from": None, "float_pixels": float_pixels}
     _flatten(values, base_row)
     if stored_ts:
@@ -138,11 +294,17 @@ def _instance_rows(meta: dict, base: str) -> tuple[list[dict], dict | None]:
     if not isinstance(n_frames, int) or n_frames < 1:
         raise InvalidDicomError(f"instance {sop}: invalid NumberOfFrames {n_frames!r}")
     pi = str(values.get("PhotometricInterpretation") or "")
-    if spp == 3 and pi.startswith("YBR") and stored_ts and stored_ts != EXPLICIT_LE:
-        # the server decodes compressed colour frames to RGB when it sends them uncompressed
-        base_row["photometric_interpretation"] = "RGB"
+    planar = int(values.get("PlanarConfiguration") or 0)
+    if spp == 3:
+        # the virtual file holds colour frames interleaved, and compressed YBR frames decoded to RGB
+        # (by dcmxr's decoders or by the server), as pydicom's pixel_array has them
+        base_row["planar_configuration"] = 0
+        if pi.startswith("YBR") and stored_ts != EXPLICIT_LE:
+            base_row["photometric_interpretation"] = "RGB"
     frame_bytes = -(-rows * cols * spp * bits // 8)
-    url = _virtual_url(base, study, series, sop, frame_bytes)
+    pixel = _PixelFormat(rows, cols, spp, bits, int(values.get("BitsStored") or bits),
+                         int(values.get("PixelRepresentation") or 0), planar, pi or "MONOCHROME2")
+    url = _virtual_url(base, study, series, sop, frame_bytes, pixel, str(stored_ts) if stored_ts else None)
     base_row["path"] = url
     per_frame = None
     if base_row["enhanced"]:
@@ -159,6 +321,102 @@ def _instance_rows(meta: dict, base: str) -> tuple[list[dict], dict | None]:
             _flatten(per_frame[i], row)
         out.append(row)
     return out, None
+
+
+def series_metadata(client_or_url: Any, study_uid: str, series_uid: str, *,
+                    headers: dict | None = None) -> list[dict]:
+    """WADO-RS metadata (DICOM JSON, one dict per instance) of one series.
+
+    Parameters
+    ----------
+    client_or_url : dicomweb_client.DICOMwebClient or str
+        A client or the service root URL.
+    study_uid, series_uid : str
+    headers : dict, optional
+        HTTP headers when a URL is given.
+
+    Returns
+    -------
+    list of dict
+        Bulk data (pixels, large private values) appear as ``BulkDataURI``
+        entries; :func:`bulkdata_tags` lists the ones dcmxr's header table
+        needs and :func:`retrieve_bulkdata` fetches one.
+
+    Raises
+    ------
+    SelectionError
+        No such series, or it has no instances.
+    OSError
+        The request failed.
+    """
+    client = _client(client_or_url, headers)
+    base = _base_of(client)
+    try:
+        metadata = client.retrieve_series_metadata(study_uid, series_uid)
+    except Exception as exc:  # noqa: BLE001 - requests.HTTPError and friends
+        status = getattr(getattr(exc, "response", None), "status_code", None)
+        if status == 404:
+            raise SelectionError(f"no series {series_uid} in study {study_uid} at {base}") from exc
+        raise OSError(f"{base}: WADO-RS metadata request failed: {exc}") from exc
+    if not metadata:
+        raise SelectionError(f"no instances in series {series_uid} of study {study_uid} at {base}")
+    return metadata
+
+
+def retrieve_frames(client_or_url: Any, study_uid: str, series_uid: str, sop_uid: str, frame_numbers: list[int],
+                    *, stored_syntax: str | None = None, headers: dict | None = None,
+                    timeout: float | tuple[float, float] = 60.0, retries: int = 3) -> list[Any]:
+    """Frames of one instance with one WADO-RS request, preferably in their stored transfer syntax.
+
+    The ``Accept`` values of :func:`dcmxr.webtransport.frame_accept_headers`
+    are tried in order (stored bytes, the syntax's media type, then Explicit VR
+    Little Endian decoded by the server); representations the server refuses
+    (400/406/415/500) move on to the next one.
+
+    Parameters
+    ----------
+    client_or_url : dicomweb_client.DICOMwebClient or str
+        A client or the service root URL.
+    study_uid, series_uid, sop_uid : str
+    frame_numbers : list of int
+        1-based, as in WADO-RS. Ask for a batch (e.g. all tiles of a region)
+        in one call: one request, one multipart answer.
+    stored_syntax : str, optional
+        The instance's transfer syntax when known (a native one skips the
+        "stored bytes" attempt).
+    headers : dict, optional
+        HTTP headers (authorization ...).
+    timeout : float or (float, float)
+        Connect and read timeouts per request.
+    retries : int
+        Attempts for transient failures.
+
+    Returns
+    -------
+    list of dcmxr.webtransport.Part
+        One per frame, in order, each with ``data`` (the frame's bytes: a
+        JPEG/JPEG-LS/J2K/RLE codestream or native little-endian pixels),
+        ``content_type`` and ``transfer_syntax`` as the server labelled them.
+        :func:`decode_part` turns one into pixels.
+
+    Raises
+    ------
+    FileNotFoundError
+        The server has no such instance or frame (404).
+    OSError
+        Every representation failed, or the connection failed / timed out.
+    InvalidDicomError
+        A truncated multipart answer, or not as many parts as frames.
+    """
+    base = parse_url(client_or_url)[0] if isinstance(client_or_url, str) else _base_of(client_or_url)
+    fs = DICOMwebFileSystem(headers=headers, timeout=timeout, retries=retries)
+    if not headers and not isinstance(client_or_url, str):
+        fs._sessions[base] = _session_for(client_or_url, None)
+    path = _virtual_url(base, study_uid, series_uid, sop_uid, 0, None, stored_syntax)
+    parts = fs.retrieve_frames(path, list(frame_numbers))
+    if len(parts) != len(frame_numbers):
+        raise InvalidDicomError(f"{path}: asked for {len(frame_numbers)} frames, the server sent {len(parts)}")
+    return parts
 
 
 def scan_series(client_or_url: Any, study_uid: str, series_uid: str, *, headers: dict | None = None) -> pd.DataFrame:
@@ -187,21 +445,14 @@ def scan_series(client_or_url: Any, study_uid: str, series_uid: str, *, headers:
 
     client = _client(client_or_url, headers)
     base = _base_of(client)
-    try:
-        metadata = client.retrieve_series_metadata(study_uid, series_uid)
-    except Exception as exc:  # noqa: BLE001 - requests.HTTPError and friends
-        status = getattr(getattr(exc, "response", None), "status_code", None)
-        if status == 404:
-            raise SelectionError(f"no series {series_uid} in study {study_uid} at {base}") from exc
-        raise OSError(f"{base}: WADO-RS metadata request failed: {exc}") from exc
-    if not metadata:
-        raise SelectionError(f"no instances in series {series_uid} of study {study_uid} at {base}")
+    metadata = series_metadata(client, study_uid, series_uid)
+    bulk = _fetch_bulk(client, metadata, headers)
     rows: list[dict] = []
     others: list[dict] = []
     skipped: list[dict] = []
-    for meta in metadata:
+    for meta, extra in zip(metadata, bulk):
         try:
-            r, other = _instance_rows(meta, base)
+            r, other = _instance_rows(meta, base, extra)
         except (DcmxrError, ValueError, KeyError, TypeError) as exc:
             skipped.append({"path": f"{base} instance", "reason": f"{type(exc).__name__}: {exc}"})
             continue
@@ -219,7 +470,8 @@ def scan_series(client_or_url: Any, study_uid: str, series_uid: str, *, headers:
 
 
 def open_series(client_or_url: Any, study_uid: str | None = None, series_uid: str | None = None, *,
-                headers: dict | None = None, **kwargs: Any):
+                headers: dict | None = None, timeout: float | None = None, retries: int | None = None,
+                **kwargs: Any):
     """Open one DICOMweb series as a lazy DataArray (frames read with WADO-RS).
 
     Parameters
@@ -230,6 +482,11 @@ def open_series(client_or_url: Any, study_uid: str | None = None, series_uid: st
         Required unless given in the URL.
     headers : dict, optional
         HTTP headers for the metadata and frame requests (e.g. ``Authorization``).
+    timeout : float, optional
+        Seconds a frame request may wait for data (default 60); a stalled
+        server then raises ``OSError`` instead of hanging.
+    retries : int, optional
+        Attempts per frame request for transient failures (default 3).
     **kwargs
         Passed to :func:`dcmxr.open_series` (``chunks``, ``raw``, ``stack``,
         ``where``, ``dims`` ...).
@@ -249,105 +506,6 @@ def open_series(client_or_url: Any, study_uid: str | None = None, series_uid: st
     if not study_uid or not series_uid:
         raise SelectionError("open_series needs study_uid and series_uid (or ?study=...&series=... in the URL)")
     table = scan_series(client_or_url, study_uid, series_uid, headers=headers)
-    storage_options = {"headers": headers} if headers else None
+    storage_options = {k: v for k, v in (("headers", headers), ("timeout", timeout), ("retries", retries))
+                       if v is not None} or None
     return _open(table, storage_options=storage_options, **kwargs)
-
-
-# --------------------------------------------------------------------------- the virtual files
-def _fsspec_base():
-    try:
-        from fsspec.spec import AbstractFileSystem
-    except ImportError:  # pragma: no cover - fsspec is a core dependency
-        raise missing_dependency("fsspec", "remote") from None
-    return AbstractFileSystem
-
-
-class DICOMwebFileSystem(_fsspec_base()):
-    """fsspec filesystem over ``dicomweb://`` instance URLs (see the module docstring).
-
-    Parameters
-    ----------
-    headers : dict, optional
-        HTTP headers sent with every frame request.
-    timeout : float
-        Seconds per request.
-    """
-
-    protocol = ("dicomweb", "dicomwebs")
-
-    def __init__(self, headers: dict | None = None, timeout: float = 60.0, **kwargs: Any):
-        super().__init__(**kwargs)
-        self.headers = dict(headers or {})
-        self.timeout = timeout
-        self._clients: dict[str, Any] = {}
-
-    @classmethod
-    def _strip_protocol(cls, path: str) -> str:
-        for p in ("dicomwebs://", "dicomweb://"):
-            if path.startswith(p):
-                return ("https://" if p == "dicomwebs://" else "http://") + path[len(p):]
-        return path
-
-    def _split(self, path: str) -> tuple[str, str, str, str, int]:
-        url = self._strip_protocol(path)
-        parts = urllib.parse.urlsplit(url)
-        segs = parts.path.split("/")
-        try:
-            k = segs.index("studies")
-            study, series, sop = segs[k + 1], segs[k + 3], segs[k + 5]
-            assert segs[k + 2] == "series" and segs[k + 4] == "instances"
-            frame_bytes = int(urllib.parse.parse_qs(parts.query)["frame_bytes"][0])
-        except (ValueError, IndexError, KeyError, AssertionError):
-            raise FileNotFoundError(f"not a dcmxr DICOMweb instance URL: {path}") from None
-        base = urllib.parse.urlunsplit((parts.scheme, parts.netloc, "/".join(segs[:k]), "", ""))
-        return base, study, series, sop, frame_bytes
-
-    def _client_for(self, base: str):
-        if base not in self._clients:
-            self._clients[base] = _dicomweb_client_class()(base, headers=self.headers or None, timeout=self.timeout)
-        return self._clients[base]
-
-    def cat_file(self, path: str, start: int | None = None, end: int | None = None, **kwargs: Any) -> bytes:
-        """Bytes ``[start, end)`` of the instance's uncompressed frames, fetched with one WADO-RS request."""
-        base, study, series, sop, frame_bytes = self._split(path)
-        if frame_bytes <= 0:
-            return b""
-        start = start or 0
-        if end is None:
-            raise ValueError("DICOMweb virtual files need an explicit end (their size is not known)")
-        if end <= start:
-            return b""
-        first, last = start // frame_bytes, (end - 1) // frame_bytes
-        numbers = list(range(first + 1, last + 2))  # WADO-RS frame numbers are 1-based
-        try:
-            frames = self._client_for(base).retrieve_instance_frames(study, series, sop, frame_numbers=numbers,
-                                                                      media_types=_OCTETS)
-        except Exception as exc:  # noqa: BLE001 - requests errors -> OSError for the caller
-            status = getattr(getattr(exc, "response", None), "status_code", None)
-            if status == 404:
-                raise FileNotFoundError(f"{path}: frames {numbers} not found") from exc
-            raise OSError(f"{path}: WADO-RS frame retrieval failed: {exc}") from exc
-        if len(frames) != len(numbers):
-            raise OSError(f"{path}: asked for {len(numbers)} frames, the server sent {len(frames)}")
-        blob = b"".join(bytes(f[:frame_bytes]) for f in frames)
-        lo = start - first * frame_bytes
-        return blob[lo : lo + (end - start)]
-
-    def info(self, path: str, **kwargs: Any) -> dict:
-        base, study, series, sop, frame_bytes = self._split(path)
-        return {"name": path, "size": None, "type": "file"}
-
-    def ls(self, path: str, detail: bool = True, **kwargs: Any):
-        raise NotImplementedError("DICOMweb series are listed with dcmxr.dicomweb.scan_series")
-
-
-def _register() -> None:
-    try:
-        import fsspec
-    except ImportError:  # pragma: no cover
-        return
-    for name in DICOMwebFileSystem.protocol:
-        fsspec.register_implementation(name, DICOMwebFileSystem, clobber=True)
-
-
-_register()

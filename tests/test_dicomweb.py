@@ -1,59 +1,34 @@
 """DICOMweb against a real Orthanc (Debian ``orthanc`` + ``orthanc-dicomweb``).
 
 Orthanc runs on loopback inside its own network namespace (``unshare -n``, then
-``ip link set lo up``), from a config in a temp dir, and is stopped by pid.
-The test process reaches it through a small TCP relay: a listening socket on
-this namespace's 127.0.0.1 whose relay thread has entered Orthanc's namespace
-(``setns``) to open the outgoing connections. Series from ../shared/data are
-loaded with STOW-RS; opening them over DICOMweb must equal opening the files.
+``ip link set lo up``), from a config in a temp dir, and is stopped by pid
+(:class:`dcmxr.testing.orthanc.Orthanc`). The test process reaches it through
+a small TCP relay: a listening socket on this namespace's 127.0.0.1 whose relay
+thread has entered Orthanc's namespace (``setns``) to open the outgoing
+connections. Series from ../shared/data are loaded with STOW-RS; opening them
+over DICOMweb must equal opening the files.
 """
 from __future__ import annotations
 
-import ctypes
 import importlib
-import json
 import os
-import selectors
-import shutil
-import socket
-import subprocess
-import threading
-import time
 import warnings
 
 import numpy as np
 import pytest
 
 import dcmxr
+from dcmxr.testing.orthanc import Orthanc, skip_reason
 
 from _data import data_path
 
 pytestmark = [pytest.mark.timeout(180), pytest.mark.filterwarnings("ignore::dcmxr.errors.GeometryWarning")]
 
-ORTHANC = shutil.which("Orthanc")
-PLUGIN = "/usr/share/orthanc/plugins/libOrthancDicomWeb.so"
-CLONE_NEWNET = 0x40000000
-
 CT = ("ct", "dcmqi", "ct-3slice")  # 3 single-frame CT files
 MULTI = ("transfer_syntax", "pydicom-data", "emri_small_jpeg_ls_lossless.dcm")  # 10 frames, JPEG-LS
 
 
-def _skip_reason() -> str | None:
-    if ORTHANC is None or not os.path.exists(PLUGIN):
-        return "Orthanc with its DICOMweb plugin is not installed (apt-get install orthanc orthanc-dicomweb)"
-    if shutil.which("unshare") is None or shutil.which("ip") is None:
-        return "unshare/ip (util-linux, iproute2) are needed to give Orthanc its own network namespace"
-    try:
-        import dicomweb_client  # noqa: F401
-    except ImportError:
-        return "dicomweb-client is not installed (pip install 'dcmxr[dicomweb]')"
-    probe = subprocess.run(["unshare", "-n", "true"], capture_output=True)
-    if probe.returncode != 0:
-        return f"cannot create a network namespace here: {probe.stderr.decode().strip()}"
-    return None
-
-
-_REASON = _skip_reason()
+_REASON = skip_reason()
 if _REASON:
     pytest.skip(_REASON, allow_module_level=True)
 
@@ -64,127 +39,11 @@ def _entry_point_registered() -> bool:
     return any(ep.name == "dicomweb" for ep in entry_points(group="fsspec.specs"))
 
 
-def _setns(path: str) -> None:
-    libc = ctypes.CDLL(None, use_errno=True)
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        if libc.setns(fd, CLONE_NEWNET) != 0:
-            raise OSError(ctypes.get_errno(), f"setns({path}) failed")
-    finally:
-        os.close(fd)
-
-
-class Relay:
-    """127.0.0.1:<free port> here -> 127.0.0.1:<port> inside another network namespace."""
-
-    def __init__(self, netns: str, port: int):
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self.listener.getsockname()[1]
-        self.target = port
-        self.netns = netns
-        self.stopping = False
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
-
-    def _run(self) -> None:
-        _setns(self.netns)  # this thread only; the listener stays in the test's namespace
-        sel = selectors.DefaultSelector()
-        sel.register(self.listener, selectors.EVENT_READ, None)
-        self.listener.settimeout(0.2)
-        while not self.stopping:
-            for key, _ in sel.select(timeout=0.2):
-                if key.data is None:
-                    try:
-                        conn, _ = self.listener.accept()
-                    except OSError:
-                        continue
-                    try:
-                        up = socket.create_connection(("127.0.0.1", self.target), timeout=10)
-                    except OSError:  # not listening yet: drop the client, it retries
-                        conn.close()
-                        continue
-                    conn.setblocking(False)
-                    up.setblocking(False)
-                    sel.register(conn, selectors.EVENT_READ, up)
-                    sel.register(up, selectors.EVENT_READ, conn)
-                    continue
-                src, dst = key.fileobj, key.data
-                try:
-                    data = src.recv(1 << 16)
-                except (BlockingIOError, InterruptedError):
-                    continue
-                except OSError:
-                    data = b""
-                if data:
-                    dst.setblocking(True)
-                    dst.sendall(data)
-                    dst.setblocking(False)
-                else:
-                    for s in (src, dst):
-                        try:
-                            sel.unregister(s)
-                        except (KeyError, ValueError):
-                            pass
-                        s.close()
-        sel.close()
-
-    def close(self) -> None:
-        self.stopping = True
-        self.thread.join(timeout=5)
-        self.listener.close()
-
-
 @pytest.fixture(scope="module")
 def orthanc(tmp_path_factory):
     """Orthanc in its own network namespace; yields the DICOMweb root URL reachable from here."""
-    root = tmp_path_factory.mktemp("orthanc")
-    config = {
-        "Name": "dcmxr-test", "StorageDirectory": str(root / "db"), "IndexDirectory": str(root / "db"),
-        "HttpPort": 8042, "HttpBindAddress": "127.0.0.1", "DicomServerEnabled": False,
-        "RemoteAccessAllowed": False, "AuthenticationEnabled": False,
-        "Plugins": [PLUGIN], "DicomWeb": {"Enable": True, "Root": "/dicom-web/"},
-    }
-    (root / "orthanc.json").write_text(json.dumps(config))
-    log = open(root / "orthanc.log", "wb")
-    proc = subprocess.Popen(
-        ["unshare", "-n", "sh", "-c", 'ip link set lo up && exec "$0" "$1"', ORTHANC, str(root / "orthanc.json")],
-        stdout=log, stderr=subprocess.STDOUT,
-    )
-    relay = None
-    try:
-        netns = f"/proc/{proc.pid}/ns/net"
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:  # wait until sh has exec'd Orthanc in the new namespace
-            if proc.poll() is not None:
-                raise RuntimeError(f"Orthanc exited: {(root / 'orthanc.log').read_text()[-2000:]}")
-            if os.readlink(netns) != os.readlink("/proc/self/ns/net") and "Orthanc" in open(f"/proc/{proc.pid}/comm").read():
-                break
-            time.sleep(0.05)
-        relay = Relay(netns, 8042)
-        url = f"http://127.0.0.1:{relay.port}"
-        import requests
-
-        deadline = time.monotonic() + 30
-        while True:  # bounded by the deadline
-            try:
-                if requests.get(url + "/system", timeout=2).ok:
-                    break
-            except requests.RequestException:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"Orthanc did not answer: {(root / 'orthanc.log').read_text()[-2000:]}")
-            time.sleep(0.1)
-        yield url + "/dicom-web"
-    finally:
-        if relay is not None:
-            relay.close()
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
-        log.close()
+    with Orthanc(tmp_path_factory.mktemp("orthanc")) as server:
+        yield server.dicomweb_url
 
 
 @pytest.fixture(scope="module")

@@ -167,3 +167,104 @@ def test_memory_filesystem_round_trip():
         assert all(p.startswith("memory://") and "/dcmxr-remote-test/ct/" in p for p in table["path"])
     finally:
         fs.rm("/dcmxr-remote-test", recursive=True)
+
+
+# --------------------------------------------------------------------------- hostile servers
+def _short_timeouts(seconds: float = 2.0) -> dict:
+    import aiohttp
+
+    return {"client_kwargs": {"timeout": aiohttp.ClientTimeout(total=None, sock_connect=seconds, sock_read=seconds)}}
+
+
+@pytest.mark.parametrize("fault", ["500", "503", "drop", "truncate", "stall"])
+def test_http_faulty_server_at_compute_raises_quickly(served, fault):
+    """The server answers the scan, then fails every frame read: a clear OSError within seconds,
+    never a hang (``stall`` would hold the read 30 s; the read timeout is 2 s) and never pixels."""
+    import time
+
+    srv, _ = served
+    opts = _short_timeouts()
+    da = dcmxr.open_series(srv.url + "/ct/", chunks=1, storage_options=opts)
+    srv.set_fault(fault, stall_seconds=30)
+    t0 = time.monotonic()
+    with pytest.raises(OSError) as info:
+        da.isel(z=0).values
+    assert time.monotonic() - t0 < 20
+    assert srv.url in str(info.value) or fault in ("drop", "truncate", "stall")
+    assert srv.faults_served >= 1
+    srv.set_fault(None)
+    np.testing.assert_array_equal(da.isel(z=0).values, dcmxr.open_series(str(data_path(*CT))).isel(z=0).values)
+
+
+@pytest.mark.parametrize("fault", ["500", "drop", "truncate", "ignore-range"])
+def test_http_faulty_server_at_scan_skips_the_file(served, fault):
+    """Header reads that fail (or that a range-ignoring server answers with the whole file) skip
+    the file with a reason; with ``strict=True`` they raise."""
+    srv, _ = served
+    srv.set_fault(fault, path="/ct/01.dcm")
+    with pytest.warns(dcmxr.errors.SkippedFileWarning):
+        table = dcmxr.scan(srv.url + "/ct/", progress=False, storage_options=_short_timeouts())
+    assert len(table) == 2
+    (skipped,) = table.attrs["skipped"]
+    assert skipped["path"].endswith("/ct/01.dcm")
+    if fault == "ignore-range":
+        assert "ignores HTTP Range" in skipped["reason"]
+        with pytest.raises(dcmxr.errors.InvalidDicomError, match="ignores HTTP Range"):
+            dcmxr.scan(srv.url + "/ct/01.dcm", strict=True, progress=False)
+
+
+def test_http_server_ignoring_ranges_at_compute_never_gives_wrong_pixels(served):
+    srv, _ = served
+    da = dcmxr.open_series(srv.url + "/ct/", chunks=1)
+    srv.set_fault("ignore-range")
+    with pytest.raises(dcmxr.errors.InvalidDicomError, match="ignores HTTP Range"):
+        da.isel(z=1).values
+
+
+def test_http_get_retries_transient_failures_a_bounded_number_of_times(served):
+    """dcmxr.webtransport.http_get (DICOMweb requests): 503 twice then success -> the body;
+    503 forever -> HTTPStatusError after ``retries`` attempts; a stalled read -> OSError after the
+    read timeout; a cut body -> retried, then OSError."""
+    import time
+
+    import requests
+
+    from dcmxr import webtransport as wt
+
+    srv, root = served
+    url = srv.url + "/ct/01.dcm"
+    want = (root / "ct" / "01.dcm").read_bytes()
+    s = requests.Session()
+    srv.set_fault("503", count=2, ranged_only=False)
+    assert wt.http_get(s, url, retries=3, backoff=0.01).content == want
+    assert srv.faults_served == 2
+    srv.set_fault("503", ranged_only=False)
+    with pytest.raises(wt.HTTPStatusError) as info:
+        wt.http_get(s, url, retries=3, backoff=0.01)
+    assert info.value.status == 503 and srv.faults_served == 3
+    srv.set_fault("500", ranged_only=False)
+    with pytest.raises(wt.HTTPStatusError):
+        wt.http_get(s, url, retries=3, backoff=0.01)
+    assert srv.faults_served == 1  # not a transient status: no retry
+    srv.set_fault("truncate", ranged_only=False)
+    with pytest.raises(OSError):
+        wt.http_get(s, url, retries=2, backoff=0.01)
+    assert srv.faults_served == 2
+    srv.set_fault("stall", ranged_only=False, stall_seconds=30)
+    t0 = time.monotonic()
+    with pytest.raises(OSError):
+        wt.http_get(s, url, retries=1, timeout=(2, 1))
+    assert time.monotonic() - t0 < 10
+
+
+def test_http_listing_of_a_stalled_server_times_out(served):
+    """A folder URL whose listing never comes: the scan warns and skips it after the read timeout."""
+    import time
+
+    srv, _ = served
+    srv.set_fault("stall", ranged_only=False, stall_seconds=30)
+    t0 = time.monotonic()
+    with pytest.warns(dcmxr.errors.SkippedFileWarning, match="Timeout"):
+        table = dcmxr.scan(srv.url + "/ct/", progress=False, storage_options=_short_timeouts(1.0))
+    assert time.monotonic() - t0 < 15
+    assert len(table) == 0 and "Timeout" in table.attrs["skipped"][0]["reason"]

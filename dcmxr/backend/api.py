@@ -100,7 +100,9 @@ def open_series(
     if isinstance(source, str) and source.startswith(("dicomweb://", "dicomwebs://")):
         from ..dicomweb import open_series as _dicomweb_open
 
-        return _dicomweb_open(source, headers=(storage_options or {}).get("headers"), stack=stack,
+        opts = storage_options or {}
+        return _dicomweb_open(source, headers=opts.get("headers"), timeout=opts.get("timeout"),
+                              retries=opts.get("retries"), stack=stack,
                               dims=dims, where=where, chunks=chunks, raw=raw, philips=philips,
                               fill_missing=fill_missing, threads=threads)
     table = _as_table(source, storage_options, strict)

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, Callable
 
-from ..errors import NotDicomError, SkippedFileWarning
+from ..errors import InvalidDicomError, NotDicomError, SkippedFileWarning
 
 Source = str | os.PathLike | Sequence[str | os.PathLike]
 
@@ -95,7 +95,7 @@ def _walk(root: str, recursive: bool) -> list[str]:
 def _expand_url(url: str, recursive: bool, storage_options: dict) -> list[str]:
     import fsspec
 
-    fs, path = fsspec.core.url_to_fs(url, **storage_options)
+    fs, path = fsspec.core.url_to_fs(url, **with_default_timeouts(url, storage_options))
     protocol = fs.protocol[0] if isinstance(fs.protocol, (tuple, list)) else fs.protocol
     if protocol in ("http", "https") and not path.endswith("/"):
         # HTTP has no directories: fsspec's isdir GETs the whole resource to look for links,
@@ -185,15 +185,54 @@ def _as_oserror(url: str, fn: Callable[[], Any]) -> Any:
         raise OSError(f"{url}: {type(exc).__name__}: {exc}") from exc
 
 
+#: default per-read timeouts (seconds) for http(s) URLs when storage_options give none
+HTTP_CONNECT_TIMEOUT = 10.0
+HTTP_READ_TIMEOUT = 60.0
+
+
+def with_default_timeouts(url: str, storage_options: dict | None) -> dict:
+    """``storage_options`` plus connect/read timeouts for http(s) URLs, unless the caller set any.
+
+    fsspec's HTTP filesystem otherwise waits up to aiohttp's 5-minute total
+    timeout on a stalled server.
+    """
+    opts = dict(storage_options or {})
+    if not url.startswith(("http://", "https://")):
+        return opts
+    client_kwargs = dict(opts.get("client_kwargs") or {})
+    if "timeout" not in client_kwargs:
+        try:
+            import aiohttp
+        except ImportError:  # pragma: no cover - fsspec's HTTP needs it anyway
+            return opts
+        client_kwargs["timeout"] = aiohttp.ClientTimeout(total=None, sock_connect=HTTP_CONNECT_TIMEOUT,
+                                                         sock_read=HTTP_READ_TIMEOUT)
+        opts["client_kwargs"] = client_kwargs
+    return opts
+
+
+def checked_range(url: str, data: bytes, start: int, stop: int) -> bytes:
+    """``data`` if it can be bytes ``[start, stop)`` of ``url``; a server that ignored the Range
+    header (and sent more) raises :class:`~dcmxr.errors.InvalidDicomError` instead of giving
+    the wrong bytes."""
+    if len(data) > stop - start:
+        raise InvalidDicomError(
+            f"{url}: asked for bytes {start}-{stop} ({stop - start} bytes) and got {len(data)}: the server "
+            f"ignores HTTP Range requests, so byte ranges cannot be read from it"
+        )
+    return data
+
+
 def remote_reader(url: str, storage_options: dict | None = None):
     """Like :func:`local_reader` for an fsspec URL (ranged reads).
 
     Backend errors other than ``OSError`` (HTTP status errors, ...) are
-    raised as ``OSError``.
+    raised as ``OSError``; http(s) reads time out (:func:`with_default_timeouts`);
+    a server that ignores ranges raises :class:`~dcmxr.errors.InvalidDicomError`.
     """
     import fsspec
 
-    fs, path = fsspec.core.url_to_fs(url, **(storage_options or {}))
+    fs, path = fsspec.core.url_to_fs(url, **with_default_timeouts(url, storage_options))
     info = _as_oserror(url, lambda: fs.info(path))
     size = info.get("size")
     mtime = info.get("mtime") or info.get("LastModified") or info.get("last_modified") or 0.0
@@ -206,7 +245,7 @@ def remote_reader(url: str, storage_options: dict | None = None):
         end = offset + n if size is None else min(offset + n, size)
         if end <= offset:
             return b""
-        return _as_oserror(url, lambda: fs.cat_file(path, start=offset, end=end))
+        return checked_range(url, _as_oserror(url, lambda: fs.cat_file(path, start=offset, end=end)), offset, end)
 
     return read, size, mtime, lambda: None
 

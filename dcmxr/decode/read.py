@@ -12,7 +12,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import IO, Union
 
-from dcmxr.errors import InvalidDicomError, missing_dependency
+from dcmxr.errors import DcmxrError, InvalidDicomError, missing_dependency
 
 __all__ = ["read_ranges", "read_inflated", "coalesce_ranges", "open_binary", "is_local"]
 
@@ -143,6 +143,11 @@ def read_ranges(
         data = _read_fsspec(url, blocks, storage_options)
     out: list[Buffer] = [b""] * len(ranges)
     for (start, stop, idx), block in zip(blocks, data):
+        if len(block) > stop - start:
+            raise InvalidDicomError(
+                f"{url}: asked for bytes {start}-{stop} ({stop - start} bytes) and got {len(block)}: the server "
+                f"ignores HTTP Range requests, so byte ranges cannot be read from it"
+            )
         if len(block) < stop - start:
             raise InvalidDicomError(
                 f"{url}: truncated file: wanted bytes {start}-{stop} but the file ends at "
@@ -176,12 +181,14 @@ def _read_fsspec(url: str, blocks: list[tuple[int, int, list[int]]], storage_opt
         import fsspec
     except ImportError:  # pragma: no cover
         raise missing_dependency("fsspec", "remote") from None
-    fs, path = fsspec.core.url_to_fs(url, **(storage_options or {}))
+    from dcmxr.catalog.sources import with_default_timeouts
+
+    fs, path = fsspec.core.url_to_fs(url, **with_default_timeouts(url, storage_options))
     starts = [b[0] for b in blocks]
     stops = [b[1] for b in blocks]
     try:
         data = fs.cat_ranges([path] * len(blocks), starts, stops, on_error="raise")
-    except OSError:
+    except (OSError, DcmxrError):
         raise
     except (AttributeError, NotImplementedError):  # pragma: no cover - very old fsspec
         with fs.open(path, "rb") as fh:

@@ -7,6 +7,25 @@ serves a folder on 127.0.0.1 with single-range ``GET`` (206 Partial Content),
 optional required header (to test ``storage_options`` plumbing) and a log of
 every request with the bytes sent, so tests can count requests and bytes.
 
+It can also misbehave on purpose (:attr:`RangeServer.fault`), to test that
+remote reads fail clearly instead of hanging or returning wrong bytes:
+
+``"500"`` / ``"503"``
+    answer with that status;
+``"drop"``
+    close the connection without answering;
+``"truncate"``
+    declare the full Content-Length but send half the body, then close;
+``"ignore-range"``
+    answer ranged GETs with 200 and the whole file (as servers without range
+    support do);
+``"stall"``
+    wait :attr:`RangeServer.stall_seconds` before answering.
+
+Faults apply to GETs (ranged ones only unless ``fault_ranged_only`` is False)
+whose path contains ``fault_path``, for the next ``fault_count`` such requests
+(``None``: all of them).
+
 Example
 -------
 >>> with RangeServer(folder) as srv:                      # doctest: +SKIP
@@ -78,7 +97,54 @@ class _Handler(BaseHTTPRequestHandler):
         need = self.server.required_header
         return need is None or self.headers.get(need[0]) == need[1]
 
+    def _fault(self, head: bool) -> bool:
+        """Misbehave if the server is told to; True when the request was handled (badly)."""
+        srv = self.server
+        fault = srv.fault
+        if fault is None or head or srv.fault_path not in self.path:
+            return False
+        if srv.fault_ranged_only and self.headers.get("Range") is None:
+            return False
+        with srv._lock:
+            if srv.fault_count is not None:
+                if srv.fault_count <= 0:
+                    return False
+                srv.fault_count -= 1
+            srv.faults_served += 1
+        if fault in ("500", "503"):
+            self._reply(int(fault), b"server error", {"Content-Type": "text/plain"})
+        elif fault == "drop":
+            self.server.log(Request(self.command, self.path, None, 0, 0))
+            self.close_connection = True
+            self.request.shutdown(socket.SHUT_RDWR)
+        elif fault == "stall":
+            import time
+
+            time.sleep(srv.stall_seconds)
+            return False  # then answer normally (if the client is still there)
+        elif fault == "truncate":
+            path = self._target()
+            body = path.read_bytes() if path is not None and path.is_file() else b"x" * 1000
+            self.send_response(200 if self.headers.get("Range") is None else 206)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.server.log(Request(self.command, self.path, None, 206, len(body) // 2))
+            self.wfile.write(body[: len(body) // 2])
+            self.wfile.flush()
+            self.close_connection = True
+            self.request.shutdown(socket.SHUT_RDWR)
+        elif fault == "ignore-range":
+            path = self._target()
+            if path is None or not path.is_file():
+                return False
+            self._reply(200, path.read_bytes(), {"Content-Type": "application/dicom"})
+        else:
+            raise ValueError(f"unknown fault {fault!r}")
+        return True
+
     def _serve(self, head: bool) -> None:
+        if self._fault(head):
+            return
         if not self._authorised():
             return self._reply(403, b"forbidden", {"Content-Type": "text/plain"}, head=head)
         path = self._target()
@@ -145,6 +211,12 @@ class _Server(ThreadingHTTPServer):
         super().__init__(("127.0.0.1", 0), _Handler)
         self.root = Path(root)
         self.required_header = required_header
+        self.fault: str | None = None
+        self.fault_path = ""
+        self.fault_count: int | None = None
+        self.fault_ranged_only = True
+        self.stall_seconds = 5.0
+        self.faults_served = 0
         self._log: list[Request] = []
         self._lock = threading.Lock()
 
@@ -198,6 +270,34 @@ class RangeServer:
     def bytes_sent(self, path_contains: str = "") -> int:
         """Body bytes sent (optionally only for matching paths)."""
         return sum(r.sent for r in self.requests(path_contains))
+
+    def set_fault(self, fault: str | None, *, path: str = "", count: int | None = None, ranged_only: bool = True,
+                  stall_seconds: float = 5.0) -> None:
+        """Misbehave (see the module docstring); ``set_fault(None)`` restores normal service.
+
+        Parameters
+        ----------
+        fault : {"500", "503", "drop", "truncate", "ignore-range", "stall"} or None
+        path : str
+            Only requests whose path contains this.
+        count : int, optional
+            Only the next ``count`` matching requests (default: all).
+        ranged_only : bool
+            Only GETs with a Range header.
+        stall_seconds : float
+            Delay of the ``"stall"`` fault.
+        """
+        if fault not in (None, "500", "503", "drop", "truncate", "ignore-range", "stall"):
+            raise ValueError(f"unknown fault {fault!r}")
+        with self._server._lock:
+            srv = self._server
+            srv.fault, srv.fault_path, srv.fault_count = fault, path, count
+            srv.fault_ranged_only, srv.stall_seconds, srv.faults_served = ranged_only, stall_seconds, 0
+
+    @property
+    def faults_served(self) -> int:
+        """How many requests got the fault since the last :meth:`set_fault`."""
+        return self._server.faults_served
 
     def reset(self) -> None:
         """Forget the request log."""
