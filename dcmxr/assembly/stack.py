@@ -344,10 +344,13 @@ def choose_stack(stacks: list[pd.DataFrame], stack: int | None) -> tuple[pd.Data
             + (" (no geometry)" if not _has_geometry(s).all() else "")
             for i, s in enumerate(stacks) if i != idx
         )
+        from .volumes import stack_differences
+
         warnings.warn(
             f"the series holds {len(stacks)} stacks (localizers, other orientations or sizes); "
-            f"opened the largest ({len(stacks[idx])} frames); not included: {desc}. "
-            f"Pick another with stack=<index>",
+            f"opened the largest ({len(stacks[idx])} frames, {stacks[idx]['rows'].iloc[0]}x"
+            f"{stacks[idx]['columns'].iloc[0]}); not included: {desc}. "
+            f"Pick another with stack=<index>." + stack_differences(stacks, idx),
             GeometryWarning,
             stacklevel=3,
         )

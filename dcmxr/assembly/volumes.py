@@ -7,7 +7,9 @@ their values as coordinates. Steps:
 1. find the candidate attributes that vary *within* a position;
 2. give every frame a volume key (the tuple of those values); frames with the
    same key at the same position are repeats in time (``t``, ordered by
-   acquisition) unless a temporal index already tells them apart;
+   acquisition) unless a temporal index already tells them apart; repeats
+   that no acquisition-order attribute orders (identical times, acquisition
+   and instance numbers) are an error, never an arbitrary ``t``;
 3. factor the set of keys into a product of per-attribute dims when it is a
    full grid; otherwise keep one positional dim (``dwi`` for diffusion,
    ``volume`` otherwise) with the attributes as coordinates;
@@ -15,7 +17,8 @@ their values as coordinates. Steps:
    least often along the acquisition order is outermost.
 
 The user can name the dims by DICOM keyword (``dims=("EchoTime",)``), which
-replaces step 1.
+replaces step 1. :func:`stack_differences` names the attributes that separate
+the stacks of a series (for the several-stacks warning).
 """
 
 from __future__ import annotations
@@ -39,7 +42,8 @@ CANDIDATES: tuple[tuple[str, tuple[str, ...], str | None], ...] = (
     ("phase", ("nominal_percentage_of_cardiac_phase",), "percent"),
     ("flip_angle", ("flip_angle",), "degree"),
     ("inversion_time", ("inversion_time",), "ms"),
-    ("asl", ("philips_asl_label", "asl_label"), None),
+    # Philips (2005,1429) LABEL/CONTROL, or the standard per-frame ASL Context (0018,9257)
+    ("asl", ("philips_asl_label", "asl_context"), None),
     ("image_type", ("image_type",), None),
 )
 
@@ -121,8 +125,8 @@ def acquisition_order(t: pd.DataFrame) -> np.ndarray:
 
 def _columns_for(name: str, cols: tuple[str, ...], t: pd.DataFrame) -> list[str]:
     present = [c for c in cols if c in t.columns and t[c].notna().any()]
-    if name in ("t", "echo") and present:
-        return present[:1]  # index or identifier; echo time before echo number
+    if name in ("t", "echo", "asl") and present:
+        return present[:1]  # index or identifier; echo time before echo number; one ASL label source
     return present
 
 
@@ -153,14 +157,20 @@ def volume_dims(t: pd.DataFrame, cluster: np.ndarray, m: int, *, dims: tuple[str
         DICOM keywords (or table columns) to use as dims instead of the
         automatic choice.
 
+    Notes
+    -----
+    An ASL label (Philips (2005,1429) or the standard ASL Context) that is a
+    function of the temporal position (one label per time point, interleaved
+    label/control) is no dim of its own: it becomes a coordinate on ``t``.
+
     Raises
     ------
     AmbiguousSelectionError
-        When frames at one position cannot be told apart and no time order
-        separates them, naming the values found and the options ``dims=`` /
-        ``where=``.
+        When frames at one position cannot be told apart -- the same values of
+        the dim attributes, or (without a temporal index) the same values of
+        every attribute that orders repeats in time -- naming the values found,
+        the attributes that do differ, and the options ``dims=`` / ``where=``.
     """
-    n = len(t)
     chosen: list[tuple[str, list[str], str | None]] = []
     if dims:
         for kw in dims:
@@ -175,6 +185,49 @@ def volume_dims(t: pd.DataFrame, cluster: np.ndarray, m: int, *, dims: tuple[str
             use = _columns_for(name, cols, t)
             if _varying(t, cluster, use):
                 chosen.append((name, use, unit))
+    demoted = _labels_of_time(t, chosen) if not dims else []
+    chosen = [c for c in chosen if c[1] not in demoted]
+    out = _arrange(t, cluster, m, chosen, forced=bool(dims))
+    for cols in demoted:
+        _coord_per_volume(t, out, cols[0])
+    return out
+
+
+def _labels_of_time(t: pd.DataFrame, chosen: list) -> list[list[str]]:
+    """ASL label columns that are a function of the temporal position (one label per time point).
+
+    Interleaved label/control series number every volume with its own temporal
+    position: label x time is then no grid, and the label belongs on ``t`` as a
+    coordinate (as BIDS' aslcontext.tsv), not in a positional ``volume`` dim.
+    """
+    t_cols = next((cols for name, cols, _ in chosen if name == "t"), None)
+    if t_cols is None:
+        return []
+    out = []
+    for name, cols, _ in chosen:
+        if name != "asl":
+            continue
+        pairs = {(_hashable(a), _hashable(b)) for a, b in zip(t[t_cols[0]], t[cols[0]])}
+        times = [p[0] for p in pairs]
+        if len(times) == len(set(times)):
+            out.append(cols)
+    return out
+
+
+def _coord_per_volume(t: pd.DataFrame, out: Volumes, col: str) -> None:
+    """Add column ``col`` (constant within a volume) as a coordinate on the time-carrying dim."""
+    dim = "t" if "t" in out.dims else (out.dims[0] if len(out.dims) == 1 else None)
+    if dim is None:
+        return
+    axis = out.dims.index(dim)
+    idx = np.moveaxis(out.index, axis, 0).reshape(out.index.shape[axis], -1)
+    values = [t[col].iloc[int(r[r >= 0][0])] if (r >= 0).any() else None for r in idx]
+    out.extra[col] = ((dim,), values, {})
+
+
+def _arrange(t: pd.DataFrame, cluster: np.ndarray, m: int, chosen: list, *, forced: bool) -> Volumes:
+    """Volumes from the chosen (dim, columns, units) candidates (steps 2-4 of the module docstring)."""
+    n = len(t)
     order = acquisition_order(t)
     rank_in_acq = np.empty(n, dtype=np.int64)
     rank_in_acq[order] = np.arange(n)
@@ -192,12 +245,21 @@ def volume_dims(t: pd.DataFrame, cluster: np.ndarray, m: int, *, dims: tuple[str
             rep[i] = r
     names = [c[0] for c in chosen]
     if residual > 1:
-        if "t" in names or dims:
-            vals = {c[0]: sorted({k[j] for k in keys}, key=str)[:6] for j, c in enumerate(chosen)}
+        if "t" in names or forced:
+            vals = {col: _shown(t[col]) for _, cols, _ in chosen for col in cols}
             raise AmbiguousSelectionError(
-                f"{residual} frames share a position and the same values of {names} ({vals}); "
-                f"nothing tells them apart: pick frames with where={{...}} or name the attribute "
-                f"that separates them with dims=(...)"
+                f"{residual} frames share a position and the same values of {_listing(vals)}; "
+                f"nothing tells them apart{_differing(t, groups)}: pick frames with where={{...}} or name "
+                f"the attribute that separates them with dims=(...)"
+            )
+        tied = _tied_repeats(t, groups)
+        if tied:
+            vals = {col: _shown(t[col].iloc[tied]) for col in _ORDER_COLUMNS
+                    if col != "frame" and col in t.columns and t[col].iloc[tied].notna().any()}
+            raise AmbiguousSelectionError(
+                f"{residual} frames share a position and every attribute that orders repeats in time "
+                f"({_listing(vals) or 'none present'}); nothing tells them apart{_differing(t, groups)}: "
+                f"pick frames with where={{...}} or name the attribute that separates them with dims=(...)"
             )
         chosen.insert(0, ("t", ["__repeat__"], "s"))
         keys = [((int(rep[i]),),) + keys[i] for i in range(n)]
@@ -246,6 +308,52 @@ def volume_dims(t: pd.DataFrame, cluster: np.ndarray, m: int, *, dims: tuple[str
         out.coords[name] = (values, {"units": unit} if unit else {}, cols)
     _time_coords(t, out)
     return out
+
+
+#: columns that differ between any two files and never separate repeats
+_IDENTITY = frozenset({"path", "frame", "pixel_offset", "pixel_length", "bit_offset", "deflate_from", "file_size",
+                       "mtime", "sop_instance_uid", "instance_number"})
+
+
+def _shown(values) -> list:
+    """Distinct values of a column, plain Python, sorted, at most 6."""
+    distinct = {_hashable(v.item() if isinstance(v, np.generic) else v) for v in values}
+    out = sorted(distinct, key=lambda v: (v is None, _sort_value(v)))
+    return out[:6] + (["..."] if len(out) > 6 else [])
+
+
+def _listing(vals: dict) -> str:
+    return ", ".join(f"{col}={v[0] if len(v) == 1 else v}" for col, v in vals.items())
+
+
+def _tied_repeats(t: pd.DataFrame, groups: dict) -> list[int]:
+    """Rows of the first group of repeats that no acquisition-order attribute orders (else [])."""
+    cols = [c for c in _ORDER_COLUMNS if c != "frame" and c in t.columns]
+    path = t["path"].tolist() if "path" in t.columns else [None] * len(t)
+    frame = t["frame"].tolist() if "frame" in t.columns else [0] * len(t)
+    order_keys = list(zip(*([_hashable(v) for v in t[c].tolist()] for c in cols))) if cols else [()] * len(t)
+    for g in groups.values():
+        if len(g) < 2:
+            continue
+        seen: dict = {}
+        for i in g:
+            key = order_keys[i]
+            for j in seen.get(key, []):
+                if path[i] != path[j] or frame[i] == frame[j]:  # frames of one file are ordered by frame number
+                    return list(g)
+            seen.setdefault(key, []).append(i)
+    return []
+
+
+def _differing(t: pd.DataFrame, groups: dict) -> str:
+    """' (they differ only in ...)' for the first group of repeats."""
+    g = next(g for g in groups.values() if len(g) > 1)
+    sub = t.iloc[g]
+    cols = [c for c in sub.columns if c not in _IDENTITY and not c.startswith("__")
+            and sub[c].map(_hashable).nunique(dropna=False) > 1]
+    if not cols:
+        return " (they differ only in SOPInstanceUID / file: duplicate copies?)"
+    return f" (attributes that differ between them: {_listing({c: _shown(sub[c]) for c in cols[:4]})})"
 
 
 def _sort_value(v):
@@ -310,3 +418,48 @@ def _time_coords(t: pd.DataFrame, out: Volumes) -> None:
     values, attrs, cols = out.coords["t"]
     out.coords["t"] = (np.asarray(values if cols and cols[0] != "__repeat__" else np.arange(len(values))),
                        {"long_name": "volume index (no acquisition times in the headers)"}, cols)
+
+
+#: Attributes, beyond the dim candidates, that commonly tell the stacks of one series apart.
+_STACK_HINTS = ("series_description", "sequence_name", "protocol_name", "acquisition_number")
+
+
+def stack_differences(stacks: list[pd.DataFrame], opened: int = 0) -> str:
+    """Sentence naming the acquisition attributes whose values separate the stacks of a series.
+
+    Used in the warning for series split into several stacks (for example
+    echoes with different matrix sizes) so the user sees which attribute to
+    select on.
+
+    Parameters
+    ----------
+    stacks : list of DataFrame
+        The stacks (frame tables) of one series.
+    opened : int
+        Index of the stack that was opened.
+
+    Returns
+    -------
+    str
+        ``" They differ in echo_time (stack 0: 5.0; stack 1: 10.0): select one with
+        where={'echo_time': 10.0}."`` or ``""`` when no single attribute separates them.
+    """
+    if len(stacks) < 2:
+        return ""
+    cols = [c for _, cs, _ in CANDIDATES for c in cs] + list(_STACK_HINTS)
+    found = []
+    for col in dict.fromkeys(cols):
+        if not all(col in s.columns and s[col].notna().all() for s in stacks):
+            continue
+        sets = [{_hashable(v) for v in s[col]} for s in stacks]
+        if sum(len(v) for v in sets) == len(set().union(*sets)):  # pairwise disjoint: it separates the stacks
+            found.append((col, [_shown(s[col]) for s in stacks]))
+    if not found:
+        return ""
+    parts = []
+    for col, per in found[:3]:
+        shown = "; ".join(f"stack {i}: {v[0] if len(v) == 1 else v}" for i, v in enumerate(per))
+        parts.append(f"{col} ({shown})")
+    col, per = found[0]
+    other = next(i for i in range(len(stacks)) if i != opened)
+    return f" They differ in {', '.join(parts)}: select one with where={{{col!r}: {per[other][0]!r}}}."

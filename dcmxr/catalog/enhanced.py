@@ -2,7 +2,7 @@
 
 The Shared and Per-Frame Functional Groups Sequences hold, for every frame,
 the attributes a classic series keeps in each file's header (position,
-orientation, pixel measures, rescale, timing, diffusion ...). This module
+orientation, pixel measures, rescale, timing, diffusion, ASL context ...). This module
 flattens them into one dict per frame whose keys are the same DICOM keywords
 the classic header walker reports, so the assembly layer treats both kinds of
 object alike.
@@ -68,6 +68,9 @@ _GROUPS: dict[str, dict[str, str]] = {
         "LUTLabel": "RealWorldValueLUTLabel",
     },
     "CTExposureSequence": {"ExposureTime": "ExposureTime"},
+    # MR Arterial Spin Labeling macro (PS3.3 C.8.13.5.14): ASL Context (0018,9257) LABEL / CONTROL /
+    # M_ZERO_SCAN per frame -> the `asl` dim, like Philips (2005,1429)
+    "MRArterialSpinLabelingSequence": {"ASLContext": "ASLContext"},
 }
 
 #: Keywords this module may add to frame rows (beyond fields.KEYWORDS).

@@ -169,7 +169,8 @@ def _summarise(rows: pd.DataFrame) -> dict[str, Any]:
         "b_values": tuple(b) if b else None,
         "_image_type": "\\".join(rows["image_type"].dropna().astype(str).unique()) if "image_type" in rows else "",
         "_image_types": int(rows["image_type"].nunique()) if "image_type" in rows else 1,
-        "_asl_label": "philips_asl_label" in rows and rows["philips_asl_label"].notna().any(),
+        "_asl_label": any(c in rows and rows[c].notna().any() for c in ("philips_asl_label", "asl_context"))
+                      and not ("asl_context" in rows and set(rows["asl_context"].dropna().astype(str)) == {"M_ZERO_SCAN"}),
         "_ge_asl": (str(rows["ge_asl_contrast"].dropna().iloc[0]).strip().upper()
                     if "ge_asl_contrast" in rows and rows["ge_asl_contrast"].notna().any() else ""),
         "_orientations": _n_orientations(rows),

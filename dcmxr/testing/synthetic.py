@@ -460,6 +460,8 @@ def write_enhanced(
     seed: int = 0,
     time_step_s: float = 2.0,
     extra: Mapping[str, Any] | None = None,
+    asl_context: Sequence[str] | None = None,
+    asl_outer: bool = False,
 ) -> Path:
     """Write one Enhanced CT/MR multi-frame object with functional groups.
 
@@ -488,6 +490,18 @@ def write_enhanced(
     rescale_fn : callable, optional
         ``f(t, k) -> (slope, intercept)`` per frame (``k`` on the complete
         grid) to exercise per-frame rescale.
+    asl_context : sequence of str, optional
+        ASL Context values (``"LABEL"``, ``"CONTROL"``, ``"M_ZERO_SCAN"``):
+        every time point then holds one volume per value, each frame gets a
+        per-frame MR Arterial Spin Labeling Sequence with its ASL Context, and
+        the Dimension Index Sequence gains an ASL Context pointer (index
+        value = position in ``asl_context`` + 1). Volume ``v = t * len(asl_context)
+        + c`` is passed to ``pixel_fn`` as its time argument.
+    asl_outer : bool
+        With ``asl_context``: acquire (and store) the ASL contexts as the outer
+        loop (context, time, slice) instead of (time, context, slice); the
+        Dimension Index Sequence then lists ASL Context before Temporal
+        Position Index and frame acquisition times follow that order.
 
     Returns
     -------
@@ -505,13 +519,18 @@ def write_enhanced(
     nz, ny, nx = (int(s) for s in shape)
     dz, dy, dx = (float(s) for s in spacing)
     dt = np.dtype(dtype)
-    stored = expected_stored(shape, n_timepoints, missing_slices=missing_slices, pixel_fn=pixel_fn, dtype=dt)
+    contexts = [str(c) for c in asl_context] if asl_context else []
+    nc = max(len(contexts), 1)
+    stored = expected_stored(shape, n_timepoints * nc, missing_slices=missing_slices, pixel_fn=pixel_fn, dtype=dt)
     zs = _present(nz, missing_slices)
     pos = slice_positions(shape, spacing, iop, origin, tilt_deg)
     is_mr = modality.upper() == "MR"
     sop_class = ENHANCED_MR_IMAGE_STORAGE if is_mr else ENHANCED_CT_IMAGE_STORAGE
 
-    frames = [(t, zi) for t in range(n_timepoints) for zi in range(len(zs))]
+    if contexts and asl_outer:
+        frames = [(t, c, zi) for c in range(nc) for t in range(n_timepoints) for zi in range(len(zs))]
+    else:
+        frames = [(t, c, zi) for t in range(n_timepoints) for c in range(nc) for zi in range(len(zs))]
     if shuffle_frames:
         perm = np.random.default_rng(seed).permutation(len(frames))
         frames = [frames[i] for i in perm]
@@ -561,11 +580,15 @@ def write_enhanced(
     ds.DimensionOrganizationSequence = DSequence([org])
     ds.DimensionOrganizationType = "3D" if n_timepoints == 1 else "3D_TEMPORAL"
     dims = []
-    for kw in ("StackID", "InStackPositionNumber", "TemporalPositionIndex"):
+    pointers = ["StackID", "InStackPositionNumber", "TemporalPositionIndex"]
+    if contexts:
+        pointers.insert(1 if asl_outer else 3, "ASLContext")
+    for kw in pointers:
         item = Dataset()
         item.DimensionOrganizationUID = dim_uid
         item.DimensionIndexPointer = Tag(kw)
-        item.FunctionalGroupPointer = Tag("FrameContentSequence")
+        item.FunctionalGroupPointer = Tag("MRArterialSpinLabelingSequence" if kw == "ASLContext"
+                                          else "FrameContentSequence")
         dims.append(item)
     ds.DimensionIndexSequence = DSequence(dims)
 
@@ -597,8 +620,10 @@ def write_enhanced(
 
     per_frame = []
     arr = np.empty((len(frames), ny, nx), dtype=dt)
-    for f, (t, zi) in enumerate(frames):
+    for f, (t, c, zi) in enumerate(frames):
         k = int(zs[zi])
+        v = t * nc + c  # volume index into `stored`
+        acq = (c * n_timepoints + t) if asl_outer else v  # acquisition order of the volume
         item = Dataset()
         pp = Dataset()
         pp.ImagePositionPatient = _ds_list(pos[k])
@@ -607,16 +632,21 @@ def write_enhanced(
         fc.StackID = "1"
         fc.InStackPositionNumber = zi + 1
         fc.TemporalPositionIndex = t + 1
-        fc.DimensionIndexValues = [1, zi + 1, t + 1]
-        _, _, fdt = _dt_parts(base_time, t * time_step_s)
+        index = {"StackID": 1, "InStackPositionNumber": zi + 1, "TemporalPositionIndex": t + 1, "ASLContext": c + 1}
+        fc.DimensionIndexValues = [index[kw] for kw in pointers]
+        _, _, fdt = _dt_parts(base_time, (acq if contexts else t) * time_step_s)
         fc.FrameAcquisitionDateTime = fdt
         fc.FrameReferenceDateTime = fdt
         item.FrameContentSequence = DSequence([fc])
+        if contexts:
+            asl = Dataset()
+            asl.ASLContext = contexts[c]
+            item.MRArterialSpinLabelingSequence = DSequence([asl])
         if rescale_fn is not None:
             slope, intercept = rescale_fn(t, k)
             item.PixelValueTransformationSequence = DSequence([rescale_item(slope, intercept)])
         per_frame.append(item)
-        arr[f] = stored[t, zi]
+        arr[f] = stored[v, zi]
     ds.PerFrameFunctionalGroupsSequence = DSequence(per_frame)
     for kw, v in (extra or {}).items():
         setattr(ds, kw, v)
