@@ -289,6 +289,24 @@ def case_floor_read(p):
     return {"import_s": t_imp, "times": times, "cpu_s": extra["cpu_s"], "rss_base": base, "rss_peak": maxrss()}
 
 
+def case_floor_files(p):
+    """Read every file of the series whole into memory (list the folder, open, read; no parsing)."""
+    t_imp = time.perf_counter() - T_START
+    base = maxrss()
+    info = {}
+
+    def run():
+        blobs = []
+        for f in files_of(p["dir"]):
+            with open(f, "rb") as fh:
+                blobs.append(fh.read())
+        info.update(files=len(blobs), nbytes=sum(len(b) for b in blobs))
+        return None
+
+    times, extra = repeat(run, p["repeat"], p["cap"])
+    return {"import_s": t_imp, "times": times, "cpu_s": extra["cpu_s"], "rss_base": base, "rss_peak": maxrss(), **info}
+
+
 def case_floor_codec(p):
     """imagecodecs alone on the same frames, fragments pre-read in memory; N threads."""
     from concurrent.futures import ThreadPoolExecutor

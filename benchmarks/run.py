@@ -37,6 +37,9 @@ DCMXR_2W = ("dcmxr 2 threads (threads=1, dask threads x2) [default]", 1, "thread
 DCMXR_2T = ("dcmxr 2 threads (threads=2, sync scheduler)", 2, "sync", 1)
 
 
+FLOOR_READ = "floor: raw read of pixel byte ranges"
+FLOOR_FILES = "floor: read the files (list, open, read whole; no parsing)"
+
 #: --quick covers the native path and two codec paths (the rest differ only in the codec called)
 QUICK_SYNTAXES = ["explicit", "rle", "jpegls"]
 
@@ -153,8 +156,8 @@ def main(argv=None) -> int:
             rs["highdicom get_volume_from_series"] = go("highdicom get_volume_from_series", "highdicom", {"dir": d})
             rs["dcm2niix + nibabel"] = go("dcm2niix + nibabel", "dcm2niix", {"dir": d})
         if key == "explicit":
-            rs["floor: raw read of pixel byte ranges"] = go("floor: raw read of pixel byte ranges", "floor_read",
-                                                            {"dir": d, "size": m["size"]})
+            rs[FLOOR_READ] = go(FLOOR_READ, "floor_read", {"dir": d, "size": m["size"]})
+            rs[FLOOR_FILES] = go(FLOOR_FILES, "floor_files", {"dir": d})
         else:
             for th in (1, 2):
                 lab = f"floor: imagecodecs alone, {th} thread{'s' if th > 1 else ''}"
@@ -242,13 +245,18 @@ def render(meta: dict, results: dict) -> str:
         # targets
         one, two_w, two_t = (rs[c[0]] for c in (DCMXR_1, DCMXR_2W, DCMXR_2T))
         if key == "explicit":
-            fl = med(rs["floor: raw read of pixel byte ranges"])
+            # compute only vs the strict floor (the pixel ranges, already known, read into one array);
+            # open + compute vs reading the files (the issue's "reading the same bytes": it pays the
+            # opening and reading of every file, as dcmxr's open + compute does)
+            fl, ff = med(rs[FLOOR_READ]), med(rs[FLOOR_FILES])
             for lab, r in (("default", two_w), ("1 thread", one)):
                 c, e = med(r, "compute_s"), med(r)
-                targets.append((f"{key}: full load <= 1.5x raw-read floor ({lab}; compute only)", f"{c / fl:.2f}x",
-                                c <= 1.5 * fl))
-                targets.append((f"{key}: full load <= 1.5x raw-read floor ({lab}; open + compute)", f"{e / fl:.2f}x",
-                                e <= 1.5 * fl))
+                if fl:
+                    targets.append((f"{key}: full load <= 1.5x raw-read floor ({lab}; compute only)",
+                                    f"{c / fl:.2f}x", c <= 1.5 * fl))
+                if ff:
+                    targets.append((f"{key}: full load <= 1.5x read-the-files floor ({lab}; open + compute)",
+                                    f"{e / ff:.2f}x", e <= 1.5 * ff))
         else:
             fl2 = med(rs["floor: imagecodecs alone, 2 threads"])
             for lab, r in (("threads=1 + dask x2", two_w), ("threads=2 + sync", two_t)):

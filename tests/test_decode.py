@@ -261,3 +261,108 @@ def test_decode_frames_from_memory_url():
     finally:
         fs.rm("/dcmxr-test", recursive=True)
 
+
+
+# --------------------------------------------------------------------------- decoding into the output slot
+INTO_FILES = [p for p in PYDICOM_FILES if codecs.can_decode_into(refs_for(p)[0])] if TS_DIR.exists() else []
+
+
+def _stored_dtype(ref: FrameRef) -> np.dtype:
+    return np.dtype(f"{'i' if ref.pixel_representation else 'u'}{max(ref.bits_allocated // 8, 1)}")
+
+
+@needs_data
+def test_decode_into_covers_rle_and_jpeg_lossless():
+    """The slot path is taken for RLE and JPEG lossless files, signed and unsigned, 8 and 16 bits."""
+    refs = [refs_for(p)[0] for p in INTO_FILES]
+    assert {r.transfer_syntax for r in refs} >= {"1.2.840.10008.1.2.5", "1.2.840.10008.1.2.4.70"}
+    assert {r.pixel_representation for r in refs} == {0, 1}
+    assert {r.bits_allocated for r in refs} == {8, 16}
+    assert any(r.bits_stored < r.bits_allocated for r in refs)
+
+
+@needs_data
+@pytest.mark.parametrize("path", INTO_FILES, ids=_ids(INTO_FILES))
+def test_decode_into_matches_pydicom(path):
+    """decode_frame_into writes exactly pydicom's frame into a dirty slot (no stale bits left)."""
+    refs = refs_for(path)
+    want = pydicom_frames(path)
+    for ref, w in zip(refs, want):
+        (data,) = read_ranges(ref.url, [(ref.offset, ref.length)])
+        slot = np.full((ref.rows, ref.columns * _stored_dtype(ref).itemsize), 0xFF, np.uint8).view(_stored_dtype(ref))  # every bit set
+        assert codecs.decode_frame_into(ref, data, slot)
+        assert_same(slot, w)
+
+
+@needs_data
+@pytest.mark.parametrize("threads", [1, 2])
+def test_load_block_slot_path_with_intercept_matches_pydicom(threads):
+    """load_block (per-frame tasks, shared pool) == pydicom + intercept, for every into-file."""
+    from dcmxr.decode.plan import BlockSpec, load_block
+
+    for path in INTO_FILES:
+        refs = tuple(refs_for(path))
+        want = pydicom_frames(path)
+        r = refs[0]
+        # stored values + a whole-number intercept in a signed output one size up when needed
+        out_dtype = np.dtype(f"i{max(r.bits_allocated // 8, 1) * (1 if r.bits_stored < r.bits_allocated else 2)}")
+        spec = BlockSpec(shape=(len(refs),), frame_shape=(r.rows, r.columns), dtype=out_dtype.str,
+                         slopes=(1.0,) * len(refs), intercepts=(-7.0,) * len(refs), threads=threads)
+        got = load_block(refs, spec)
+        np.testing.assert_array_equal(got, want.astype(out_dtype) - 7, err_msg=path.name)
+        out = np.full(got.shape, 99, dtype=out_dtype)
+        assert load_block(refs, spec, out=out) is out
+        np.testing.assert_array_equal(out, got)
+        # stored values in the stored dtype: every frame takes the slot path
+        raw = BlockSpec(shape=(len(refs),), frame_shape=(r.rows, r.columns), dtype=_stored_dtype(r).str,
+                        threads=threads)
+        assert_same(load_block(refs, raw), want)
+
+
+@needs_data
+def test_decode_into_refuses_truncated_rle_and_general_path_reports_it():
+    path = next(p for p in INTO_FILES if refs_for(p)[0].transfer_syntax == "1.2.840.10008.1.2.5")
+    ref = refs_for(path)[0]
+    (data,) = read_ranges(ref.url, [(ref.offset, ref.length)])
+    cut = bytearray(data[: len(data) // 2])
+    struct.pack_into("<I", cut, 4, len(cut) - 8)  # keep the item header consistent
+    slot = np.zeros((ref.rows, ref.columns), _stored_dtype(ref))
+    assert not codecs.decode_frame_into(ref, bytes(cut), slot)
+    with pytest.raises(DecodeError, match="frame 0"):
+        decode_frame(ref, bytes(cut))
+
+
+def test_decoder_pool_is_shared_and_reused():
+    pool = codecs.decoder_pool(2)
+    assert codecs.decoder_pool(2) is pool and codecs.decoder_pool(1) is pool
+    assert pool._max_workers >= 2
+
+
+def test_map_in_threads_keeps_order_uses_n_threads_and_waits_before_raising():
+    import threading
+    import time
+
+    seen = set()
+
+    def f(x):
+        seen.add(threading.get_ident())
+        time.sleep(0.002)
+        return -x
+
+    assert codecs.map_in_threads(f, list(range(20)), 3) == [-x for x in range(20)]
+    assert len(seen) == 3 and threading.get_ident() in seen  # the caller takes a share
+    assert codecs.map_in_threads(f, [1], 4) == [-1]
+    done = []
+
+    def g(x):
+        if x == 1:
+            raise ValueError("boom 1")
+        time.sleep(0.01)
+        done.append(x)
+
+    with pytest.raises(ValueError, match="boom 1"):
+        codecs.map_in_threads(g, [0, 1, 2, 3, 4, 5], 2)
+    assert len(done) < 5  # no new item after the error ...
+    n = len(done)
+    time.sleep(0.05)
+    assert len(done) == n  # ... and nothing still running once it surfaced

@@ -53,18 +53,16 @@ class BlockSpec:
 _NATIVE_LE = ("1.2.840.10008.1.2", "1.2.840.10008.1.2.1")
 
 
-def _direct_native(ref: FrameRef | None, spec: BlockSpec, out_dtype: np.dtype, i: int) -> np.dtype | None:
-    """The stored dtype when frame ``i`` can be read straight into its output slot, else None.
+def _slot_dtype(ref: FrameRef | None, spec: BlockSpec, out_dtype: np.dtype, i: int) -> np.dtype | None:
+    """The stored dtype when frame ``i``'s stored values can be written straight into its output slot.
 
-    True for little-endian native monochrome frames of a local file whose stored values,
-    after clearing the bits above Bits Stored, keep their value when the output's bytes
-    are viewed as the stored dtype (same item size; unsigned stored into a signed output
-    only when Bits Stored leaves the sign bit clear), and whose rescale is a whole-number
-    intercept with slope 1 (or none).
+    True for monochrome frames whose stored values, after clearing the bits above Bits
+    Stored, keep their value when the output's bytes are viewed as the stored dtype (same
+    item size; unsigned stored into a signed output only when Bits Stored leaves the sign
+    bit clear), and whose rescale is a whole-number intercept with slope 1 (or none).
     """
-    if (ref is None or ref.transfer_syntax not in _NATIVE_LE or ref.samples_per_pixel != 1
-            or ref.bit_offset or ref.deflate_from is not None or ref.float_pixels
-            or ref.bits_allocated not in (8, 16, 32) or "://" in ref.url
+    if (ref is None or ref.samples_per_pixel != 1 or ref.float_pixels
+            or ref.bits_allocated not in (8, 16, 32)
             or ref.photometric_interpretation not in ("MONOCHROME1", "MONOCHROME2")
             or (spec.crops is not None and spec.crops[i] is not None)
             or spec.frame_shape != (ref.rows, ref.columns)):
@@ -72,14 +70,23 @@ def _direct_native(ref: FrameRef | None, spec: BlockSpec, out_dtype: np.dtype, i
     stored = np.dtype(f"{'i' if ref.pixel_representation else 'u'}{ref.bits_allocated // 8}")
     if stored.itemsize != out_dtype.itemsize or out_dtype.kind not in "iu":
         return None
-    if ref.length < ref.rows * ref.columns * stored.itemsize:
-        return None  # a short range: let the decoder report it
     if stored != out_dtype:
         if stored.kind == "i" or ref.bits_stored >= ref.bits_allocated:
             return None
     if spec.slopes is not None:
         if spec.slopes[i] != 1 or not float(spec.intercepts[i]).is_integer():
             return None
+    return stored
+
+
+def _direct_native(ref: FrameRef | None, spec: BlockSpec, out_dtype: np.dtype, i: int) -> np.dtype | None:
+    """The stored dtype when native frame ``i`` of a local file can be read straight into its slot."""
+    if (ref is None or ref.transfer_syntax not in _NATIVE_LE or ref.bit_offset
+            or ref.deflate_from is not None or "://" in ref.url):
+        return None
+    stored = _slot_dtype(ref, spec, out_dtype, i)
+    if stored is None or ref.length < ref.rows * ref.columns * stored.itemsize:
+        return None  # a short range: let the decoder report it
     return stored
 
 
@@ -140,6 +147,57 @@ def _place(flat: np.ndarray, i: int, arr: np.ndarray, spec: BlockSpec) -> None:
         flat[i] += icpt
 
 
+def _read_local_range(ref: FrameRef):
+    """The bytes of one frame's range in a local file (one open, one pread)."""
+    from . import read  # looked up per call: the read functions are the single place that touches files
+
+    return read.read_ranges(ref.url, [(ref.offset, ref.length)])[0]
+
+
+def _rescale_slot(flat: np.ndarray, i: int, spec: BlockSpec) -> None:
+    """Add frame ``i``'s whole-number intercept in place (slot chosen by :func:`_slot_dtype`)."""
+    if spec.slopes is not None and spec.intercepts[i] != 0:
+        np.add(flat[i], flat.dtype.type(int(spec.intercepts[i])), out=flat[i])
+
+
+def _load_local_encoded(todo: list[FrameRef], slots: dict[FrameRef, list[int]], spec: BlockSpec,
+                        out_dtype: np.dtype, alloc) -> np.ndarray:
+    """Decode the encoded frames of local files, one task per frame (read, decode, place).
+
+    Each task reads its own range and, when the codec and the slot allow it, decodes
+    straight into the output (no intermediate frame, no copy); otherwise it decodes and
+    places the frame. With ``spec.threads`` > 1 the tasks are shared between the calling
+    thread and the shared decoder pool, so reading, bit fixing and placing run in parallel
+    too, not only the codec.
+    """
+    from .codecs import can_decode_into, decode_frame, decode_frame_into, map_in_threads
+
+    # Decode the first frame before allocating the block: a header declaring huge
+    # Rows/Columns over a small codestream fails in the decoder (shape check) instead of
+    # first reserving gigabytes for the output.
+    first = decode_frame(todo[0], _read_local_range(todo[0]))
+    flat = alloc()
+    for i in slots[todo[0]]:
+        _place(flat, i, first, spec)
+    del first
+
+    def one(ref: FrameRef) -> None:
+        data = _read_local_range(ref)
+        idx = slots[ref]
+        if len(idx) == 1 and can_decode_into(ref):
+            i = idx[0]
+            stored = _slot_dtype(ref, spec, out_dtype, i)
+            if stored is not None and decode_frame_into(ref, data, flat[i].view(stored)):
+                _rescale_slot(flat, i, spec)
+                return
+        arr = decode_frame(ref, data)
+        for i in idx:
+            _place(flat, i, arr, spec)
+
+    map_in_threads(one, todo[1:], spec.threads)
+    return flat
+
+
 def load_block(refs: tuple[FrameRef | None, ...], spec: BlockSpec, out: np.ndarray | None = None) -> np.ndarray:
     """Read, decode, crop and rescale the frames of one block.
 
@@ -167,18 +225,32 @@ def load_block(refs: tuple[FrameRef | None, ...], spec: BlockSpec, out: np.ndarr
         if r is not None and d is None:
             slots.setdefault(r, []).append(i)
     todo = list(slots)
-    # Decode the first batch before allocating the block: a header declaring huge
-    # Rows/Columns over a small codestream fails in the decoder (shape check) instead of
-    # first reserving gigabytes for the output. Frames are decoded a few at a time and
-    # copied into place, so a chunk never holds its frames twice.
-    batch = max(8, 4 * max(spec.threads, 1))
-    if any("://" in r.url for r in todo):
-        batch = max(len(todo), 1)  # remote: one coalesced request per file matters more
-    first = (decode_frames(todo[:batch], threads=spec.threads, storage_options=spec.storage_options)
-             if todo else [])
     if out is None:
-        out = np.empty(spec.shape + spec.frame_shape, dtype=out_dtype)
-    flat = out.reshape((-1,) + spec.frame_shape)
+        def alloc():
+            return np.empty(spec.shape + spec.frame_shape, dtype=out_dtype).reshape((-1,) + spec.frame_shape)
+    else:
+        def alloc():
+            return out.reshape((-1,) + spec.frame_shape)
+    local = bool(todo) and all(r.deflate_from is None and ("://" not in r.url or r.url.startswith("file://"))
+                               for r in todo)
+    first: list = []
+    flat = None
+    batch = 1
+    if local:
+        flat = _load_local_encoded(todo, slots, spec, out_dtype, alloc)
+        todo = []
+    else:
+        # Remote or deflated: read in batches (one coalesced request per file; remote: all
+        # at once) and decode the first batch before allocating the block (see above).
+        # Frames are decoded a batch at a time and copied into place, so a chunk never
+        # holds its frames twice.
+        batch = max(8, 4 * max(spec.threads, 1))
+        if any("://" in r.url for r in todo):
+            batch = max(len(todo), 1)  # remote: one coalesced request per file matters more
+        first = (decode_frames(todo[:batch], threads=spec.threads, storage_options=spec.storage_options)
+                 if todo else [])
+    if flat is None:
+        flat = alloc()
     _read_direct([(r, flat[i].view(direct[i])) for i, r in enumerate(refs) if direct[i] is not None])
     for i, r in enumerate(refs):
         if r is None:
@@ -186,11 +258,12 @@ def load_block(refs: tuple[FrameRef | None, ...], spec: BlockSpec, out: np.ndarr
         elif direct[i] is not None:
             slot = flat[i].view(direct[i])
             shift = r.bits_allocated - r.bits_stored
-            if shift > 0:  # clear bits above Bits Stored / sign-extend, as pydicom does
+            if shift > 0 and not r.pixel_representation:  # clear bits above Bits Stored, as pydicom does
+                np.bitwise_and(slot, slot.dtype.type((1 << r.bits_stored) - 1), out=slot)
+            elif shift > 0:  # sign-extend from Bits Stored
                 np.left_shift(slot, shift, out=slot)
                 np.right_shift(slot, shift, out=slot)
-            if spec.slopes is not None and spec.intercepts[i] != 0:
-                np.add(flat[i], out_dtype.type(int(spec.intercepts[i])), out=flat[i])
+            _rescale_slot(flat, i, spec)
     for start in range(0, len(todo), batch):
         group = todo[start:start + batch]
         decoded = first if start == 0 else decode_frames(group, threads=spec.threads,
@@ -198,4 +271,4 @@ def load_block(refs: tuple[FrameRef | None, ...], spec: BlockSpec, out: np.ndarr
         for r, arr in zip(group, decoded):
             for i in slots[r]:
                 _place(flat, i, arr, spec)
-    return out
+    return flat.reshape(spec.shape + spec.frame_shape) if out is None else out
