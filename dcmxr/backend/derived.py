@@ -1,12 +1,17 @@
 """Read derived objects back: SEG -> masks, Parametric Map -> float map, SR -> tidy table.
 
-``open_seg`` and ``open_paramap`` let highdicom decode the frames and sort
-them into a volume (``get_volume``), then hand the result to
+``open_seg`` reads BINARY and FRACTIONAL volume SEGs stored uncompressed
+straight from their Pixel Data, lazily (:mod:`dcmxr.backend.seg_frames`: the
+header parsed once, frames mapped through their functional groups, bits
+unpacked with numpy, geometry from highdicom's own stacking functions). Other
+SEGs (LABELMAP, TILED slides, compressed, frames without positions, in-memory
+datasets) and ``open_paramap`` let highdicom decode the frames and sort them
+into a volume (``get_volume``), then hand the result to
 :func:`dcmxr.interop.from_highdicom_volume`, so the arrays carry dcmxr's
 geometry (``x``/``y``/``z`` coordinates with ``direction`` attrs, LPS).
 ``open_sr`` walks the SR content tree with pydicom and returns one row per
 numeric measurement. highdicom is imported inside the functions
-(``dcmxr[export]``). These objects are small, so they are read eagerly.
+(``dcmxr[export]``). Parametric maps and SRs are small and read eagerly.
 """
 
 from __future__ import annotations
@@ -116,8 +121,11 @@ def open_seg(path: str | Path, like: Any = None, *, combine: bool | None = None)
         Volume SEGs: dims ``("segment", "z", "y", "x")`` (bool for BINARY,
         float in [0, 1] for FRACTIONAL) or ``("z", "y", "x")`` labels; the
         ``segment`` coordinate holds segment numbers and ``segment_label`` the
-        labels. Slide (TILED_FULL / TILED_SPARSE) SEGs: the total pixel matrix,
-        dims ``("segment", "y", "x")`` or ``("y", "x")``, coordinates = pixel
+        labels. Masks of an uncompressed BINARY / FRACTIONAL SEG are
+        Dask-backed and read frame by frame from the file when computed
+        (one chunk per segment and up to 64 MiB of slices). Slide
+        (TILED_FULL / TILED_SPARSE) SEGs: the total pixel matrix, dims
+        ``("segment", "y", "x")`` or ``("y", "x")``, coordinates = pixel
         centres in mm from the matrix's top-left corner (slide frame, no
         ``direction``). SEGs whose frames have no patient position (of a
         radiograph): dims ``("segment", "frame", "y", "x")``, one frame per
@@ -134,6 +142,10 @@ def open_seg(path: str | Path, like: Any = None, *, combine: bool | None = None)
     import pydicom
 
     classes = ("1.2.840.10008.5.1.4.1.1.66.4", "1.2.840.10008.5.1.4.1.1.66.7")
+    if not isinstance(path, pydicom.Dataset):
+        fast = _open_seg_direct(path, like, combine, classes)
+        if fast is not None:
+            return fast
     if isinstance(path, pydicom.Dataset):
         seg = hd.seg.Segmentation.from_dataset(_read(path, "Segmentation", classes), copy=False)
     else:  # the same reader as highdicom.seg.segread; the header is parsed once
@@ -180,6 +192,37 @@ def open_seg(path: str | Path, like: Any = None, *, combine: bool | None = None)
         da = da.assign_coords(segment=("segment", numbers), segment_label=("segment", labels))
         if seg_type != "FRACTIONAL":
             da = da.copy(data=np.asarray(da.values).view(bool)) if da.dtype == np.uint8 else da.astype(bool)
+    da.attrs.update(attrs)
+    if like is not None:
+        da = _place_like(da, like, "linear" if seg_type == "FRACTIONAL" and not combine else "nearest")
+    return da
+
+
+def _open_seg_direct(path: Any, like: Any, combine: bool | None, classes: tuple[str, ...]) -> Any:
+    """BINARY / FRACTIONAL volume SEGs read straight from Pixel Data (lazily); None: use highdicom."""
+    import pydicom
+
+    from . import seg_frames
+
+    if not Path(path).exists():
+        raise FileNotFoundError(f"Segmentation: no such file {path}")
+    try:
+        p, ds = seg_frames.plan(path)
+    except (pydicom.errors.InvalidDicomError, AttributeError, KeyError, ValueError, TypeError, IndexError):
+        return None  # highdicom's path gives the precise error
+    if p is None or not any(str(ds.get("SOPClassUID", "")).startswith(c) for c in classes):
+        return None
+    seg_type = "BINARY" if p.binary else "FRACTIONAL"
+    attrs = dict(_ident_attrs(ds), segmentation_type=seg_type)
+    if combine:
+        if not p.binary:
+            return None  # combining fractional segments: highdicom's rules
+        da, _ = seg_frames.labels(p)
+        if da is None:
+            raise AmbiguousSelectionError(
+                f"{path}: segments overlap, so one label array is ambiguous; use combine=False")
+    else:
+        da = seg_frames.masks(p)
     da.attrs.update(attrs)
     if like is not None:
         da = _place_like(da, like, "linear" if seg_type == "FRACTIONAL" and not combine else "nearest")

@@ -7,7 +7,9 @@ size). Masks on another grid are refused with a message pointing at
 ``resample_like``, or resampled when ``resample=True``. Lazy (Dask) masks are
 computed one chunk of slices at a time into a compact array; values are
 checked chunk by chunk, before highdicom builds anything and before any file
-is written. highdicom (``dcmxr[export]``) builds the object.
+is written. highdicom (``dcmxr[export]``) builds the object; with ``path=``,
+BINARY and FRACTIONAL SEGs of single-frame sources are streamed to the file
+instead (:mod:`dcmxr.export.seg_stream`, highdicom still making the header).
 
 :func:`place_on_source` and :func:`source_datasets` are shared with the
 Parametric Map writer.
@@ -358,6 +360,7 @@ def to_seg(
     omit_empty_frames: bool = True,
     max_fractional_value: int = 255,
     manufacturer: str = "dcmxr",
+    stream: bool | None = None,
 ) -> Any:
     """Write a DICOM Segmentation aligned with a source series.
 
@@ -394,11 +397,22 @@ def to_seg(
         Leave frames with no segmented pixel out (highdicom's default).
     max_fractional_value : int
         Stored value of probability 1 (FRACTIONAL).
+    stream : bool, optional
+        Write the file slab by slab (:mod:`dcmxr.export.seg_stream`): the mask
+        is computed one Dask chunk at a time and only that chunk plus the
+        per-frame bookkeeping is held in memory. Default (None): stream
+        whenever ``path`` is given, the type is BINARY or FRACTIONAL and the
+        source is a series of single-frame images; otherwise highdicom builds
+        the whole object in memory. ``stream=True`` where it does not apply
+        raises ExportError.
 
     Returns
     -------
-    highdicom.seg.Segmentation
-        The SEG (a pydicom Dataset), also written to ``path`` when given.
+    highdicom.seg.Segmentation or pydicom.FileDataset
+        The SEG (a pydicom Dataset), also written to ``path`` when given. A
+        streamed SEG is returned as the written file's header: its per-frame
+        functional groups are decoded on first access and its Pixel Data is
+        read from ``path`` on access (nothing large is held).
 
     Raises
     ------
@@ -465,11 +479,28 @@ def to_seg(
     if _descending(src, "y") or _descending(src, "x"):
         raise ExportError("source: its x/y coordinates must increase (as dcmxr opens them); "
                           "do not pass a flipped source")
+    seg_type = segmentation_type or ("FRACTIONAL" if kind == "fractional" else "BINARY")
+    streamable = path is not None and frames is None and seg_type in ("BINARY", "FRACTIONAL")
+    if stream and not streamable:
+        raise ExportError("stream=True needs path=, a BINARY or FRACTIONAL type and a source of "
+                          "single-frame images")
+    if streamable and stream is not False:
+        from .seg_stream import stream_seg
+
+        return stream_seg(
+            mask, _slabs(mask), place, datasets, kind, numbers, descs, seg_type, path,
+            check=lambda block: _check_block(block, kind, numbers, "mask"),
+            series_description=series_description, omit_empty_frames=omit_empty_frames,
+            max_fractional_value=max_fractional_value,
+            header_kwargs=dict(series_instance_uid=hd.UID(), series_number=int(series_number),
+                               sop_instance_uid=hd.UID(), instance_number=1, manufacturer=manufacturer,
+                               manufacturer_model_name="dcmxr", software_versions=_version(),
+                               device_serial_number="0", omit_empty_frames=True,
+                               content_label="SEGMENTATION"))
     pixels = _frames(mask, place, (rows, cols), nz, out_z, kind, numbers, "mask")
     if frames is None:
         order = np.argsort(place.z)
         datasets, pixels = [datasets[i] for i in order], pixels[order]
-    seg_type = segmentation_type or ("FRACTIONAL" if kind == "fractional" else "BINARY")
     try:
         seg = hd.seg.Segmentation(
             source_images=datasets,
