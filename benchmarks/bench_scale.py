@@ -19,6 +19,8 @@ Every section runs dcmxr and a peer on the same files in one run and reports rat
   vs dicomweb-client ``retrieve_series`` (as stored, ``transfer-syntax=*``) + ``pydicom`` ``pixel_array`` per
   instance (whole instances;
   the MOSAIC left packed). Medians of wall and CPU time of this process, bytes through the proxy.
+  Plus a study of 7 MOSAIC series: ``dcmxr.dicomweb.open_study`` + compute of every node vs
+  ``retrieve_study`` + ``pixel_array``, next to ``dcmxr.open_study`` of the same files (assembly cost).
 * ``ooc``    -- a CT cohort (default 40 series of 512x512x300, ~6.3 GB stored, 12 GB as float32)
   written once and reused: per-series HU histogram and mean inside a threshold mask with
   ``open_study`` + xarray, peak RSS of the whole process tree (sampled with psutil) on the threaded
@@ -345,7 +347,69 @@ def bench_dicomweb(repeat: int = 5) -> dict:
                 "dcmxr CPU s": c_ours, "peer CPU s": c_peer, "wall ratio peer/dcmxr": w_peer / w_ours,
                 "CPU ratio peer/dcmxr": c_peer / c_ours if c_ours else float("nan"),
             }
+        out[DICOMWEB_STUDY_LABEL] = _bench_dicomweb_study(server, proxy, client, data, repeat)
     return out
+
+
+DICOMWEB_STUDY = ("mr", "dcm_qa", "In", "Orientation", "ax")
+DICOMWEB_STUDY_LABEL = "study: 7 MOSAIC series x 2 (open_study)"
+
+
+def _bench_dicomweb_study(server, proxy, client, data: Path, repeat: int) -> dict:
+    """``dcmxr.dicomweb.open_study`` + compute of every node vs dicomweb-client ``retrieve_study`` + pixel_array."""
+    import warnings
+
+    import dask
+    import pydicom
+    from dicomweb_client.api import DICOMwebClient
+    from pydicom.uid import generate_uid
+
+    import dcmxr
+    from dcmxr import dicomweb
+
+    files = sorted(f for f in data.joinpath(*DICOMWEB_STUDY).rglob("*") if f.is_file())
+    datasets = [pydicom.dcmread(f) for f in files]
+    study = generate_uid(entropy_srcs=["bench", "study"])  # a study of its own on the server
+    for ds in datasets:
+        ds.StudyInstanceUID = study
+    DICOMwebClient(server.dicomweb_url).store_instances(datasets)
+
+    def ours():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            tree = dicomweb.open_study(proxy.url, study)
+            return dask.compute(*[n.ds["image"].data for n in tree.subtree if "image" in n.ds])
+
+    def peer():
+        instances = client.retrieve_study(study, media_types=(("application/dicom", "*"),))
+        return [ds.pixel_array for ds in instances]
+
+    ours()
+    peer()
+    proxy.reset()
+    arrays = ours()
+    ours_bytes = proxy.bytes_sent()
+    ours_requests = len(proxy.requests())
+    proxy.reset()
+    peer()
+    peer_bytes = proxy.bytes_sent()
+    def local():  # the same study from the files: what assembly alone costs (MOSAIC unpacking ...)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            tree = dcmxr.open_study([str(f) for f in files])
+            return dask.compute(*[n.ds["image"].data for n in tree.subtree if "image" in n.ds])
+
+    local()
+    w_ours, c_ours, _ = _median_run(ours, repeat)
+    w_peer, c_peer, _ = _median_run(peer, repeat)
+    w_local, c_local, _ = _median_run(local, repeat)
+    return {
+        "dcmxr from local files wall s": w_local, "dcmxr from local files CPU s": c_local,
+        "pixel bytes": int(sum(np.asarray(a).nbytes for a in arrays)), "dcmxr bytes moved": ours_bytes,
+        "dcmxr requests": ours_requests, "peer bytes moved": peer_bytes, "dcmxr wall s": w_ours,
+        "peer wall s": w_peer, "dcmxr CPU s": c_ours, "peer CPU s": c_peer,
+        "wall ratio peer/dcmxr": w_peer / w_ours, "CPU ratio peer/dcmxr": c_peer / c_ours if c_ours else float("nan"),
+    }
 
 
 # --------------------------------------------------------------------------- out of core

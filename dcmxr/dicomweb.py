@@ -6,6 +6,10 @@ like :func:`dcmxr.scan` makes from files, and hands the table to the usual
 assembly (:func:`dcmxr.open_series`): geometry, dims, rescale and chunking are
 the same as for local files.
 
+``open_study(client_or_url, study_uid)`` does the same for a whole study from
+one WADO-RS study metadata request (``/studies/S/metadata``) and returns the
+DataTree :func:`dcmxr.open_study` makes for local files (``/patient/study/series``).
+
 Attributes the table needs that the server sends as a ``BulkDataURI`` (the
 Siemens CSA header (0029,1010) of MOSAIC and diffusion images, private tags of
 Implicit VR files sent as UN) are fetched with one request each, so MOSAIC
@@ -29,7 +33,11 @@ dask.distributed cluster whose workers can reach the server (the protocol is
 also registered through the ``fsspec.specs`` entry point, so workers need no
 import).
 
-Reusable pieces: :func:`series_metadata`, :func:`bulkdata_tags`,
+Frame and bulk-data requests send ``Accept-Encoding: identity`` (see
+:func:`dcmxr.webtransport._session`: servers that gzip a single frame spend far
+longer compressing it than sending it).
+
+Reusable pieces: :func:`series_metadata`, :func:`study_metadata`, :func:`bulkdata_tags`,
 :func:`retrieve_bulkdata`, :func:`retrieve_frames` (a batch of frames of one
 instance in one request), :func:`decode_part`; HTTP details (timeouts, bounded
 retries, multipart parsing, Accept values) live in :mod:`dcmxr.webtransport`.
@@ -47,7 +55,8 @@ import pandas as pd
 from .errors import DcmxrError, InvalidDicomError, SelectionError, missing_dependency
 from .webframes import EXPLICIT_LE, DICOMwebFileSystem, _PixelFormat, _virtual_url, decode_part
 
-__all__ = ["open_series", "scan_series", "series_metadata", "retrieve_frames", "retrieve_bulkdata",
+__all__ = ["open_series", "open_study", "scan_series", "scan_study", "study_metadata", "study_groups",
+           "series_metadata", "retrieve_frames", "retrieve_bulkdata",
            "bulkdata_tags", "decode_part", "DICOMwebFileSystem", "parse_url", "EXPLICIT_LE"]
 
 _FLOAT_PIXEL_TAGS = {"7FE00008": 32, "7FE00009": 64}
@@ -225,7 +234,8 @@ def _session_for(client_or_url: Any, headers: dict | None):
     s = _session(headers)
     inner = getattr(client_or_url, "_session", None)
     if inner is not None and not headers:
-        s.headers.update({k: v for k, v in inner.headers.items() if k.lower() not in ("accept", "host")})
+        skip = ("accept", "host", "accept-encoding")  # frames: identity (see webtransport._session)
+        s.headers.update({k: v for k, v in inner.headers.items() if k.lower() not in skip})
         s.auth = getattr(inner, "auth", None)
     return s
 
@@ -257,6 +267,29 @@ def _fetch_bulk(client_or_url: Any, metadata: list[dict], headers: dict | None) 
     return out
 
 
+#: top-level sequences and file meta the row builder reads besides the catalog's attributes
+_EXTRA_TAGS = frozenset({0x52009229, 0x52009230, 0x00209222, 0x00020010})
+_KEEP: frozenset[int] | None = None
+
+
+def _needed(meta: dict) -> dict:
+    """Only the DICOM JSON entries the header table uses (pydicom's ``from_json`` of all is slow)."""
+    global _KEEP
+    if _KEEP is None:
+        from .catalog.fields import PRIVATE_TAGS, WANTED
+
+        _KEEP = frozenset(WANTED) | frozenset(PRIVATE_TAGS) | _EXTRA_TAGS
+    out = {}
+    for key, entry in meta.items():
+        try:
+            tag = int(key, 16)
+        except (TypeError, ValueError):
+            continue
+        if tag in _KEEP:
+            out[key] = entry
+    return out
+
+
 def _instance_rows(meta: dict, base: str, bulk: dict[str, bytes] | None = None) -> tuple[list[dict], dict | None]:
     import pydicom
 
@@ -268,7 +301,7 @@ def _instance_rows(meta: dict, base: str, bulk: dict[str, bytes] | None = None) 
     def handler(tag: str, vr: str, uri: str) -> bytes:
         return bulk.get(tag.upper(), b"")
 
-    ds = pydicom.Dataset.from_json(meta, bulk_data_uri_handler=handler)
+    ds = pydicom.Dataset.from_json(_needed(meta), bulk_data_uri_handler=handler)
     values = _plain_values(ds)
     study, series, sop = (values.get(k) for k in ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID"))
     if not (study and series and sop):
@@ -419,6 +452,35 @@ def retrieve_frames(client_or_url: Any, study_uid: str, series_uid: str, sop_uid
     return parts
 
 
+def _table_from_metadata(client: Any, metadata: list[dict], headers: dict | None) -> pd.DataFrame:
+    """The header table of WADO-RS metadata (any instances: one series or a whole study)."""
+    from .catalog.scan import build_table
+
+    base = _base_of(client)
+    bulk = _fetch_bulk(client, metadata, headers)
+    rows: list[dict] = []
+    others: list[dict] = []
+    skipped: list[dict] = []
+    for meta, extra in zip(metadata, bulk):
+        try:
+            r, other = _instance_rows(meta, base, extra)
+        except (DcmxrError, ValueError, KeyError, TypeError) as exc:
+            sop = (meta.get("00080018", {}).get("Value") or ["?"])[0] if isinstance(meta, dict) else "?"
+            skipped.append({"path": f"{base} instance {sop}", "reason": f"{type(exc).__name__}: {exc}"})
+            continue
+        rows.extend(r)
+        if other is not None:
+            others.append(other)
+    if skipped:
+        import warnings
+
+        from .errors import SkippedFileWarning
+
+        warnings.warn(f"skipped {len(skipped)} of {len(metadata)} instances: {skipped[0]['reason']}",
+                      SkippedFileWarning, stacklevel=3)
+    return build_table(rows, others, skipped)
+
+
 def scan_series(client_or_url: Any, study_uid: str, series_uid: str, *, headers: dict | None = None) -> pd.DataFrame:
     """The header table of one DICOMweb series, from WADO-RS metadata (no pixels are moved).
 
@@ -441,32 +503,174 @@ def scan_series(client_or_url: Any, study_uid: str, series_uid: str, *, headers:
     SelectionError
         The server has no such series.
     """
-    from .catalog.scan import build_table
+    client = _client(client_or_url, headers)
+    metadata = series_metadata(client, study_uid, series_uid)
+    return _table_from_metadata(client, metadata, headers)
 
+
+def study_metadata(client_or_url: Any, study_uid: str, *, headers: dict | None = None) -> list[dict]:
+    """WADO-RS metadata (DICOM JSON, one dict per instance) of every instance of a study, in one request.
+
+    Parameters
+    ----------
+    client_or_url : dicomweb_client.DICOMwebClient or str
+        A client or the service root URL.
+    study_uid : str
+    headers : dict, optional
+        HTTP headers when a URL is given.
+
+    Returns
+    -------
+    list of dict
+
+    Raises
+    ------
+    SelectionError
+        No such study, or it has no instances.
+    OSError
+        The request failed.
+    """
     client = _client(client_or_url, headers)
     base = _base_of(client)
-    metadata = series_metadata(client, study_uid, series_uid)
-    bulk = _fetch_bulk(client, metadata, headers)
-    rows: list[dict] = []
-    others: list[dict] = []
-    skipped: list[dict] = []
-    for meta, extra in zip(metadata, bulk):
+    try:
+        metadata = client.retrieve_study_metadata(study_uid)
+    except Exception as exc:  # noqa: BLE001 - requests.HTTPError and friends
+        status = getattr(getattr(exc, "response", None), "status_code", None)
+        if status == 404:
+            raise SelectionError(f"no study {study_uid} at {base}") from exc
+        raise OSError(f"{base}: WADO-RS study metadata request failed: {exc}") from exc
+    if not metadata:
+        raise SelectionError(f"no instances in study {study_uid} at {base}")
+    return metadata
+
+
+def _series_of(meta: dict) -> str:
+    return str((meta.get("0020000E", {}).get("Value") or [""])[0]) if isinstance(meta, dict) else ""
+
+
+def scan_study(client_or_url: Any, study_uid: str, *, series_uid: str | None = None,
+               headers: dict | None = None) -> pd.DataFrame:
+    """The header table of every series of a DICOMweb study (one metadata request, no pixels).
+
+    Parameters
+    ----------
+    client_or_url : dicomweb_client.DICOMwebClient or str
+        A client, or the service root URL.
+    study_uid : str
+    series_uid : str, optional
+        Keep only this series.
+    headers : dict, optional
+        HTTP headers when a URL is given.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Like :func:`dcmxr.scan`'s table of the study's files; ``path`` holds
+        ``dicomweb://`` URLs.
+
+    Raises
+    ------
+    SelectionError
+        No such study (or series in it).
+    """
+    client = _client(client_or_url, headers)
+    metadata = study_metadata(client, study_uid)
+    if series_uid:
+        metadata = [m for m in metadata if _series_of(m) == series_uid]
+        if not metadata:
+            raise SelectionError(f"no series {series_uid} in study {study_uid} at {_base_of(client)}")
+    return _table_from_metadata(client, metadata, headers)
+
+
+def _study_from_url(client_or_url: Any, study_uid: str | None, headers: dict | None) -> tuple[str, str | None]:
+    series_uid = None
+    if isinstance(client_or_url, str):
+        _, study_q, series_uid = parse_url(client_or_url)
+        study_uid = study_uid or study_q
+    if not study_uid:
+        hint = ""
         try:
-            r, other = _instance_rows(meta, base, extra)
-        except (DcmxrError, ValueError, KeyError, TypeError) as exc:
-            skipped.append({"path": f"{base} instance", "reason": f"{type(exc).__name__}: {exc}"})
-            continue
-        rows.extend(r)
-        if other is not None:
-            others.append(other)
-    if skipped:
-        import warnings
+            found = _client(client_or_url, headers).search_for_studies(limit=11, fields=["StudyDescription"])
+            uids = [str((m.get("0020000D", {}).get("Value") or ["?"])[0]) for m in found]
+            if uids:
+                more = ", ..." if len(uids) > 10 else ""
+                hint = f"; the server has: {', '.join(uids[:10])}{more}"
+        except Exception:  # noqa: BLE001 - the listing is only a hint in the message
+            pass
+        raise SelectionError("open_study needs study_uid (or ?study=... in the URL)" + hint)
+    return study_uid, series_uid
 
-        from .errors import SkippedFileWarning
 
-        warnings.warn(f"skipped {len(skipped)} of {len(metadata)} instances: {skipped[0]['reason']}",
-                      SkippedFileWarning, stacklevel=2)
-    return build_table(rows, others, skipped)
+def _storage_options(headers: dict | None, timeout: float | None, retries: int | None) -> dict | None:
+    return {k: v for k, v in (("headers", headers), ("timeout", timeout), ("retries", retries))
+            if v is not None} or None
+
+
+def study_groups(client_or_url: Any, study_uid: str | None = None, *, headers: dict | None = None,
+                 timeout: float | None = None, retries: int | None = None, raw: bool = False,
+                 chunks: Any = "auto") -> dict[str, Any]:
+    """``{"/patient/study/series": Dataset}`` for every series of a DICOMweb study (see :func:`open_study`).
+
+    The same groups :func:`dcmxr.backend.api.study_groups` makes for local
+    files; the xarray engine's ``open_groups_as_dict`` uses this for
+    ``dicomweb://`` URLs.
+    """
+    from .backend.api import study_groups as _groups
+    from .backend.registry import remember
+
+    study_uid, series_uid = _study_from_url(client_or_url, study_uid, headers)
+    table = scan_study(client_or_url, study_uid, series_uid=series_uid, headers=headers)
+    remember(table)
+    return _groups(table, raw=raw, chunks=chunks, storage_options=_storage_options(headers, timeout, retries))
+
+
+def open_study(client_or_url: Any, study_uid: str | None = None, *, headers: dict | None = None,
+               timeout: float | None = None, retries: int | None = None, raw: bool = False,
+               chunks: Any = "auto"):
+    """Open every series of a DICOMweb study as a DataTree ``/patient/study/series`` (frames read lazily).
+
+    The layout is :func:`dcmxr.open_study`'s for local files: one node per
+    series holding a lazy ``image`` variable, extra stacks as sibling
+    ``<series>_stackN`` nodes. The header table comes from one WADO-RS study
+    metadata request (``/studies/S/metadata``, no pixels) plus the bulk data
+    the table needs (the Siemens CSA header of MOSAIC images); frames are read
+    with WADO-RS frame retrieval when computed, as in :func:`open_series`.
+
+    Parameters
+    ----------
+    client_or_url : dicomweb_client.DICOMwebClient or str
+        A client, a service root URL, or ``dicomweb://host/prefix?study=S``
+        (``&series=SE`` keeps one series).
+    study_uid : str, optional
+        Required unless given in the URL.
+    headers : dict, optional
+        HTTP headers for every request (e.g. ``Authorization``).
+    timeout : float, optional
+        Seconds a frame request may wait for data (default 60).
+    retries : int, optional
+        Attempts per frame request for transient failures (default 3).
+    raw : bool
+        Keep stored values instead of real-world values.
+    chunks : "auto", int, dict or tuple
+        As for :func:`dcmxr.open_series`.
+
+    Returns
+    -------
+    xarray.DataTree
+
+    Raises
+    ------
+    SelectionError
+        No study given (the message lists some of the server's studies), or
+        the server has no such study.
+    OSError
+        The metadata request failed.
+    """
+    import xarray as xr
+
+    groups = study_groups(client_or_url, study_uid, headers=headers, timeout=timeout, retries=retries,
+                          raw=raw, chunks=chunks)
+    return xr.DataTree.from_dict(groups)
 
 
 def open_series(client_or_url: Any, study_uid: str | None = None, series_uid: str | None = None, *,
@@ -506,6 +710,4 @@ def open_series(client_or_url: Any, study_uid: str | None = None, series_uid: st
     if not study_uid or not series_uid:
         raise SelectionError("open_series needs study_uid and series_uid (or ?study=...&series=... in the URL)")
     table = scan_series(client_or_url, study_uid, series_uid, headers=headers)
-    storage_options = {k: v for k, v in (("headers", headers), ("timeout", timeout), ("retries", retries))
-                       if v is not None} or None
-    return _open(table, storage_options=storage_options, **kwargs)
+    return _open(table, storage_options=_storage_options(headers, timeout, retries), **kwargs)

@@ -200,6 +200,12 @@ def open_study(source: Any, *, raw: bool = False, chunks: Any = "auto", strict: 
     """
     import xarray as xr
 
+    if isinstance(source, str) and source.startswith(("dicomweb://", "dicomwebs://")):
+        from ..dicomweb import open_study as _dicomweb_open_study
+
+        opts = storage_options or {}
+        return _dicomweb_open_study(source, headers=opts.get("headers"), timeout=opts.get("timeout"),
+                                    retries=opts.get("retries"), raw=raw, chunks=chunks)
     table = _as_table(source, storage_options, strict)
     remember(table)
     return xr.DataTree.from_dict(study_groups(table, raw=raw, chunks=chunks, storage_options=storage_options))

@@ -57,6 +57,12 @@ class DicomBackendEntrypoint(BackendEntrypoint):
         from .api import study_groups
 
         src = filename_or_obj if not isinstance(filename_or_obj, os.PathLike) else os.fspath(filename_or_obj)
+        if isinstance(src, str) and src.startswith(("dicomweb://", "dicomwebs://")):
+            from ..dicomweb import study_groups as _dicomweb_groups
+
+            opts = storage_options or {}
+            return _dicomweb_groups(src, headers=opts.get("headers"), timeout=opts.get("timeout"),
+                                    retries=opts.get("retries"), raw=raw)
         return study_groups(scan(src, storage_options=storage_options), raw=raw)
 
     def open_datatree(self, filename_or_obj: Any, *, drop_variables=None, raw: bool = False,
