@@ -108,8 +108,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("source", nargs="+", help="folders, files, globs or a DICOMDIR")
     p.add_argument("dest", help="destination zarr store (resumed when it exists)")
     p.add_argument("--layout", choices=["dicom", "ome"], default="dicom", help="'ome' adds OME-NGFF metadata")
-    p.add_argument("--compressor", default="blosc-zstd", help="blosc-zstd (default), zstd, gzip or none")
-    p.add_argument("--level", type=int, default=3, help="compression level")
+    p.add_argument("--compressor", default="blosc-lz4",
+                   help="blosc-lz4 (default, fastest to write and read), blosc-zstd (smallest), zstd, gzip or none")
+    p.add_argument("--level", type=int, default=None, help="compression level (default: per compressor)")
     p.add_argument("--shards", action="store_true", help="one shard per chunk, one-frame inner chunks")
     p.add_argument("--deidentify", action="store_true", help="apply the DICOM PS3.15 Basic Profile")
     p.add_argument("--uid-map", dest="uid_map", help="with --deidentify: write the old->new UID map (JSON) here")
