@@ -1,6 +1,7 @@
 """Whole-slide reads: dcmxr.wsi vs wsidicom ``read_region`` (both 2 threads).
 
-Tasks, each in a fresh subprocess per tool (peak RSS from ``ru_maxrss``):
+Tasks, each in a fresh subprocess per tool (peak RSS from ``ru_maxrss``; wall time and the
+process's CPU time, all threads, both reported with wsidicom's / dcmxr's ratio):
 
 * ``open``     open the slide (headers only), timed after the package import;
 * ``import+open``  the package import plus the open (a fresh session's cost);
@@ -9,8 +10,10 @@ Tasks, each in a fresh subprocess per tool (peak RSS from ``ru_maxrss``):
   fresh process Dask's first compute imports ``distributed`` when it is installed (about 0.4 s,
   once per process, whatever the data);
 * ``full-warm``  the same after that one-time Dask set-up (``get_scheduler`` called once first);
-* ``full-region``  the whole level 0 through ``read_region`` (dcmxr: no Dask; wsidicom: the same
-  call as ``full``).
+* ``full-region``  the whole level 0 through ``read_region`` (dcmxr: no Dask, tiles decoded in a
+  2-thread pool straight into one output buffer; wsidicom: the same call as ``full``);
+* ``full-load``  the whole level 0 through ``da.dcm.load()`` (Dask, each chunk written into one
+  preallocated array: no final concatenation).
 
 Tools: ``dcmxr`` (WSI default ``jpeg_decoder="libjpeg-turbo"``: imagecodecs'
 libjpeg-turbo with its own YCbCr->RGB, identical to Pillow's decode),
@@ -79,23 +82,23 @@ def _child(tool: str, task: str, source: str) -> dict:
     if tool.startswith("dcmxr"):
         if tool == "dcmxr-before":
             sys.path.insert(0, os.environ["DCMXR_BEFORE"])
-        t_imp = time.perf_counter()
+        t_imp, c_imp = time.perf_counter(), time.process_time()
         import dcmxr.wsi as dw
 
-        t_imp = time.perf_counter() - t_imp
+        t_imp, c_imp = time.perf_counter() - t_imp, time.process_time() - c_imp
         kw = {"jpeg_decoder": "pydicom"} if tool == "dcmxr-pydicom" else {}
-        t0 = time.perf_counter()
+        t0, c_open = time.perf_counter(), time.process_time()
         slide = dw.open_slide(source, **kw)
-        t_open = time.perf_counter() - t0
+        t_open, c_open = time.perf_counter() - t0, time.process_time() - c_open
         width, height = slide.attrs["level_dimensions"][0]
     else:
-        t_imp = time.perf_counter()
+        t_imp, c_imp = time.perf_counter(), time.process_time()
         from wsidicom import WsiDicom
 
-        t_imp = time.perf_counter() - t_imp
-        t0 = time.perf_counter()
+        t_imp, c_imp = time.perf_counter() - t_imp, time.process_time() - c_imp
+        t0, c_open = time.perf_counter(), time.process_time()
         slide = WsiDicom.open(source)
-        t_open = time.perf_counter() - t0
+        t_open, c_open = time.perf_counter() - t0, time.process_time() - c_open
         width, height = slide.levels[0].size.width, slide.levels[0].size.height
     if task == "full-warm" and tool.startswith("dcmxr"):
         import dask.base
@@ -105,6 +108,7 @@ def _child(tool: str, task: str, source: str) -> dict:
     xs = rng.integers(0, width - REGION, N_REGIONS)
     ys = rng.integers(0, height - REGION, N_REGIONS)
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    c0 = time.process_time()
     t0 = time.perf_counter()
     checksum = 0
     if task == "regions":
@@ -120,6 +124,12 @@ def _child(tool: str, task: str, source: str) -> dict:
         else:
             arr = slide.read_region((0, 0), 0, (width, height), threads=2, as_array=True)
         checksum = int(arr.shape[0])
+    elif task == "full-load":
+        if tool.startswith("dcmxr"):
+            arr = slide["level_0"]["image"].dcm.load(scheduler="threads", num_workers=2).values
+        else:
+            arr = slide.read_region((0, 0), 0, (width, height), threads=2, as_array=True)
+        checksum = int(arr.shape[0])
     elif task in ("full", "full-warm"):
         if tool.startswith("dcmxr"):
             arr = slide["level_0"]["image"].data.compute(scheduler="threads", num_workers=2)
@@ -130,7 +140,8 @@ def _child(tool: str, task: str, source: str) -> dict:
     if task == "import+open":
         elapsed = t_imp + t_open
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return {"seconds": elapsed, "peak_mb": (peak - base) / 1024 if task in ("regions", "full") else peak / 1024,
+    return {"seconds": elapsed, "peak_mb": (peak - base) / 1024 if task not in ("open", "import+open") else peak / 1024,
+            "cpu": {"open": c_open, "import+open": c_imp + c_open}.get(task, time.process_time() - c0),
             "checksum": checksum, "import": t_imp}
 
 
@@ -148,7 +159,7 @@ def main(argv=None) -> None:
     ap.add_argument("--pydicom", action="store_true", help="also time jpeg_decoder='pydicom'")
     ap.add_argument("--before", help="folder holding an older copy of the dcmxr package to compare")
     ap.add_argument("--workdir", help="keep the synthetic slide here (default: a temporary folder)")
-    ap.add_argument("--tasks", default="open,import+open,regions,full")
+    ap.add_argument("--tasks", default="open,import+open,regions,full,full-load,full-region")
     ap.add_argument("--child", nargs=3)
     args = ap.parse_args(argv)
     if args.child:
@@ -158,8 +169,9 @@ def main(argv=None) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         big = make_big(Path(args.workdir or tmp), args.size)
         datasets = [("sample 2220x2967", str(SAMPLE)), (f"synthetic {args.size}x{args.size}", str(big))]
-        print(f"| data | task | tool | seconds (median of {args.repeat}) | wsidicom / tool | peak MB |")
-        print("|---|---|---|---|---|---|")
+        print(f"| data | task | tool | seconds (median of {args.repeat}) | wsidicom / tool | CPU s | wsidicom CPU / tool "
+              f"| peak MB |")
+        print("|---|---|---|---|---|---|---|---|")
         for label, source in datasets:
             for task in args.tasks.split(","):
                 res = {t: [] for t in tools}
@@ -167,10 +179,14 @@ def main(argv=None) -> None:
                     for t in tools:  # interleaved so background load hits all alike
                         res[t].append(run(t, task, source, args.before))
                 ref = statistics.median(r["seconds"] for r in res["wsidicom"])
+                ref_cpu = statistics.median(r["cpu"] for r in res["wsidicom"])
                 for t in tools:
                     sec = statistics.median(r["seconds"] for r in res[t])
+                    cpu = statistics.median(r["cpu"] for r in res[t])
                     peak = max(r["peak_mb"] for r in res[t])
-                    print(f"| {label} | {task} | {t} | {sec:.3f} | {ref / sec:.2f}x | {peak:.0f} |", flush=True)
+                    print(f"| {label} | {task} | {t} | {sec:.3f} | {ref / sec:.2f}x | {cpu:.3f} | "
+                          f"{ref_cpu / max(cpu, 1e-9):.2f}x | {peak:.0f} |", flush=True)
+        os.system("uptime")
 
 
 if __name__ == "__main__":

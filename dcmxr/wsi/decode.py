@@ -24,8 +24,6 @@ layer, which names the file and frame in its errors.
 from __future__ import annotations
 
 import threading
-from collections import defaultdict
-from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -33,7 +31,7 @@ import numpy as np
 from ..decode import syntax as ts
 from ..decode.frameref import FrameRef
 
-__all__ = ["JPEG_DECODERS", "decode_tiles", "pool"]
+__all__ = ["JPEG_DECODERS", "decode_blob", "pool"]
 
 #: ``jpeg_decoder`` choices: libjpeg-turbo (fast) or pydicom's exact values.
 JPEG_DECODERS = ("libjpeg-turbo", "pydicom")
@@ -68,7 +66,8 @@ def _turbo_ok(ref: FrameRef) -> bool:
             and ref.samples_per_pixel in (1, 3) and ref.pixel_representation == 0)
 
 
-def _decode_one(ref: FrameRef, blob, jpeg8) -> np.ndarray:
+def _decode_one(ref: FrameRef, blob, jpeg8, out: np.ndarray | None = None) -> np.ndarray:
+    """Decode one tile; ``out`` (C-contiguous, the tile's shape and dtype) receives it when given."""
     from ..decode.codecs import _jpeg_photometric, decode_frame
     from ..decode.markers import split_fragments
     from ..decode.photometric import YBR_TO_RGB
@@ -78,12 +77,13 @@ def _decode_one(ref: FrameRef, blob, jpeg8) -> np.ndarray:
             fragments = split_fragments(blob)
             src = fragments[0] if len(fragments) == 1 else b"".join(fragments)
             if ref.samples_per_pixel == 3:
-                cs = "YCBCR" if _jpeg_photometric(ref, src) in YBR_TO_RGB else "RGB"
-                arr = jpeg8(src, colorspace=cs, outcolorspace="RGB")
                 shape = (ref.rows, ref.columns, 3)
+                cs = "YCBCR" if _jpeg_photometric(ref, src) in YBR_TO_RGB else "RGB"
+                into = out if out is not None and out.shape == shape else None
+                arr = jpeg8(src, colorspace=cs, outcolorspace="RGB", out=into)
             else:
-                arr = jpeg8(src)
                 shape = (ref.rows, ref.columns)
+                arr = jpeg8(src)
                 if arr.ndim == 3 and arr.shape[-1] == 1:
                     arr = arr[..., 0]
             if arr.shape == shape and arr.dtype == np.uint8:
@@ -93,49 +93,46 @@ def _decode_one(ref: FrameRef, blob, jpeg8) -> np.ndarray:
     return decode_frame(ref, blob)
 
 
-def _read(refs: Sequence[FrameRef], storage_options: dict | None) -> list:
-    from ..decode.codecs import _read_group
+def _as_item(codestream) -> bytes:
+    """Wrap a raw codestream (e.g. a WADO-RS frame) as one pixel data item."""
+    import struct
 
-    groups: dict[tuple[str, int | None], list[int]] = defaultdict(list)
-    for i, ref in enumerate(refs):
-        groups[(ref.url, ref.deflate_from)].append(i)
-    data: list = [None] * len(refs)
-    for (url, _), idx in groups.items():
-        for i, blob in zip(idx, _read_group(url, [refs[i] for i in idx], storage_options)):
-            data[i] = blob
-    return data
+    data = bytes(codestream)
+    if len(data) % 2:
+        data += b"\x00"
+    return b"\xfe\xff\x00\xe0" + struct.pack("<I", len(data)) + data
 
 
-def decode_tiles(
-    refs: Sequence[FrameRef],
-    threads: int = 1,
-    storage_options: dict | None = None,
-    jpeg_decoder: str = "libjpeg-turbo",
-) -> list[np.ndarray]:
-    """Read and decode WSI tiles (one read call per file, decodes in a shared thread pool).
+def decode_blob(ref: FrameRef, blob, jpeg_decoder: str = "libjpeg-turbo", *, raw: bool = False,
+                out: np.ndarray | None = None) -> np.ndarray:
+    """Decode one tile's bytes (items as stored in the file, or a raw codestream with ``raw=True``).
 
     Parameters
     ----------
-    refs : sequence of FrameRef
-    threads : int
-        Decoder threads (libjpeg-turbo and the other imagecodecs codecs release the GIL).
-    storage_options : dict, optional
+    ref : FrameRef
+        Geometry and transfer syntax of the frame (its byte range is not used).
+    blob : bytes-like
     jpeg_decoder : {"libjpeg-turbo", "pydicom"}
-        JPEG baseline tiles: libjpeg-turbo's RGB output, or pydicom's exact values.
+    raw : bool
+        ``blob`` is the frame's codestream (or native bytes), not pixel data items.
+    out : numpy.ndarray, optional
+        A C-contiguous buffer of the tile's shape that libjpeg-turbo may
+        decode into (the result may still be a new array: check identity).
 
     Returns
     -------
-    list of numpy.ndarray
-        In the order of ``refs``.
-    """
-    if jpeg_decoder == "pydicom":
-        from ..decode.codecs import decode_frames
+    numpy.ndarray
+        ``(rows, columns[, samples])``.
 
-        return decode_frames(refs, threads=threads, storage_options=storage_options)
-    if jpeg_decoder not in JPEG_DECODERS:
-        raise ValueError(f"jpeg_decoder must be one of {JPEG_DECODERS}, got {jpeg_decoder!r}")
-    data = _read(refs, storage_options)
-    jpeg8 = _jpeg8()
-    if threads > 1 and len(refs) > 1:
-        return list(pool(threads).map(_decode_one, refs, data, [jpeg8] * len(refs)))
-    return [_decode_one(r, d, jpeg8) for r, d in zip(refs, data)]
+    Raises
+    ------
+    DecodeError
+        Naming the file and frame.
+    """
+    if raw and not ts.is_native(ref.transfer_syntax):
+        blob = _as_item(blob)
+    if jpeg_decoder == "pydicom":
+        from ..decode.codecs import decode_frame
+
+        return decode_frame(ref, blob)
+    return _decode_one(ref, blob, _jpeg8(), out)

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
-from ..errors import GeometryError, InvalidDicomError
-from .index import LevelIndex, register
-from .instances import InstanceInfo, background
-from .tiles import Placement, TileSpec, bin_placements, check_tile_shapes, place_frames, read_tiles
+from .headers import WsiHeader
+from .index import register
+from .instances import background
+from .reader import LevelArray, LevelReader
 
 __all__ = ["build_level", "slide_coords"]
 
@@ -27,7 +25,7 @@ def _chunk_tiles(chunks: Any) -> tuple[int, int]:
     return int(ny), int(nx)
 
 
-def slide_coords(info: InstanceInfo, spacing: tuple[float, float] | None, shape: tuple[int, int]) -> dict:
+def slide_coords(info: WsiHeader, spacing: tuple[float, float] | None, shape: tuple[int, int]) -> dict:
     """``y``/``x`` coordinates: pixel centres in mm along the image axes (slide coordinate system).
 
     The Total Pixel Matrix Origin is taken as the top-left *corner* of the
@@ -53,39 +51,8 @@ def slide_coords(info: InstanceInfo, spacing: tuple[float, float] | None, shape:
     }
 
 
-def _spacing(rows: pd.DataFrame) -> tuple[float, float] | None:
-    if "pixel_spacing_0" not in rows.columns:
-        return None
-    sy, sx = rows["pixel_spacing_0"].iloc[0], rows["pixel_spacing_1"].iloc[0]
-    if pd.isna(sy) or pd.isna(sx) or sy <= 0 or sx <= 0:
-        return None
-    return float(sy), float(sx)
-
-
-def _total_shape(rows: pd.DataFrame) -> tuple[int, int]:
-    first = _first_row(rows)
-    tr, tc = first.get("total_pixel_matrix_rows"), first.get("total_pixel_matrix_columns")
-    if tr is None or tc is None or pd.isna(tr) or pd.isna(tc):
-        return int(first["rows"]), int(first["columns"])
-    return int(tr), int(tc)
-
-
-def _first_row(rows: pd.DataFrame) -> dict:
-    """The first row as a dict (cheaper than ``rows.iloc[0]``, which builds an object Series)."""
-    return rows.head(1).to_dict("records")[0]
-
-
-def _num(v: Any) -> Any:
-    if isinstance(v, np.integer):
-        return int(v)
-    if isinstance(v, np.floating):
-        return float(v)
-    return v
-
-
 def build_level(
-    rows: pd.DataFrame,
-    infos: dict[str, InstanceInfo],
+    headers: list[WsiHeader],
     *,
     name: str,
     chunks: Any = "auto",
@@ -94,17 +61,16 @@ def build_level(
     storage_options: dict | None = None,
     apply_icc: bool = False,
     jpeg_decoder: str = "libjpeg-turbo",
+    fetch: Any = None,
 ):
-    """Build the lazy DataArray of one level from its frames' table rows.
+    """Build the lazy DataArray of one level from its instances' headers.
 
     Parameters
     ----------
-    rows : pandas.DataFrame
-        Scan rows of every instance (and concatenation part) of the level.
-    infos : dict
-        path -> :class:`InstanceInfo`.
+    headers : list of WsiHeader
+        Every instance (and concatenation part) of the level.
     name : str
-        Used in error messages and as the array name.
+        Used in error messages and in the Dask array name.
     chunks : "auto", int, (int, int) or {"y": int, "x": int}
         Tiles per chunk along y and x ("auto": one tile per chunk).
     fill : float, optional
@@ -117,11 +83,14 @@ def build_level(
         Convert through the ICC profile to sRGB at compute time.
     jpeg_decoder : {"libjpeg-turbo", "pydicom"}
         JPEG baseline tiles: libjpeg-turbo's RGB (fast) or pydicom's exact values.
+    fetch : callable, optional
+        Tile fetcher replacing file reads (see :class:`~dcmxr.wsi.reader.LevelReader`).
 
     Returns
     -------
     xarray.DataArray
-        ``([optical_path], [focal_plane], y, x[, c])``, Dask-backed.
+        ``([optical_path], [focal_plane], y, x[, c])``, Dask-backed; no tile
+        bytes (nor frame offsets) are read.
 
     Raises
     ------
@@ -129,121 +98,134 @@ def build_level(
         Inconsistent tile sizes, or instances of one level disagree on
         the total pixel matrix.
     InvalidDicomError
-        A TILED_FULL instance has frames beyond its grid.
+        A TILED_FULL level whose frames do not cover its matrix, or frames
+        beyond its grid.
     """
-    import dask.array as da
     import xarray as xr
     from dask.base import tokenize
-    from dask.highlevelgraph import HighLevelGraph
 
-    th, tw = check_tile_shapes(rows, name)
-    total = _total_shape(rows)
-    if len(set(zip(rows["total_pixel_matrix_rows"].astype(str), rows["total_pixel_matrix_columns"].astype(str)))) > 1:
-        raise GeometryError(f"{name}: its instances disagree on the total pixel matrix size")
-    first_path = str(rows["path"].iloc[0])
-    info0 = infos[first_path]
-
-    # optical paths (union of identifiers, in order) and focal planes
+    h0 = headers[0]
     path_ids: list[str] = []
-    for p in rows["path"].unique():
-        for op in infos[p].optical_paths or ():
+    for h in headers:
+        for op in h.optical_paths or ():
             if op.identifier not in path_ids:
                 path_ids.append(op.identifier)
+        for ident in h.frame_optical_paths or ():
+            if ident not in path_ids:
+                path_ids.append(ident)
     if not path_ids:
         path_ids = ["0"]
     sparse_z = None
-    if "z_offset_in_slide_coordinate_system" in rows.columns and rows["z_offset_in_slide_coordinate_system"].notna().any():
-        zs = sorted({round(float(z), 6) for z in rows["z_offset_in_slide_coordinate_system"].dropna()})
-        sparse_z = {z: i for i, z in enumerate(zs)}
-    placements: list[Placement] = []
-    n_planes = 1
-    for p, inst in rows.groupby("path", sort=False):
-        info = infos[str(p)]
-        local_ids = [op.identifier for op in info.optical_paths] or ["0"]
-        path_of_frame = None
-        if info.frame_optical_paths is not None:
-            path_of_frame = [path_ids.index(i) if i in path_ids else 0 for i in info.frame_optical_paths]
-        placed = place_frames(
-            inst, tile_shape=(th, tw), total_shape=total, focal_planes=info.focal_planes,
-            optical_paths=len(local_ids), concatenation_offset=info.concatenation_offset,
-            plane_of_z=sparse_z, path_of_frame=path_of_frame,
-        )
-        remap = [path_ids.index(i) for i in local_ids]
-        for pl in placed:
-            gp = remap[pl.path] if path_of_frame is None and pl.path < len(remap) else pl.path
-            placements.append(Placement(pl.ref, pl.row, pl.col, pl.plane, gp))
-        n_planes = max(n_planes, info.focal_planes)
-    if sparse_z is not None:
-        n_planes = max(n_planes, len(sparse_z))
-    n_paths = len(path_ids)
-    _check_full_coverage(rows, placements, (th, tw), total, n_planes, n_paths, name)
-
-    ref0 = placements[0].ref
-    spp = ref0.samples_per_pixel
-    from ..backend.build import stored_dtype
-
-    dtype = stored_dtype(_first_row(rows))
+    zs = [h.z_offsets for h in headers if h.z_offsets is not None]
+    if zs:
+        vals = sorted({round(float(z), 6) for arr in zs for z in arr if z == z})
+        sparse_z = {z: i for i, z in enumerate(vals)}
+    n_planes = max([h.focal_planes for h in headers] + [len(sparse_z) if sparse_z else 1])
     if fill is None:
-        fill = background(info0.optical_paths, spp, ref0.bits_stored)
+        fill = background(h0.optical_paths, h0.samples_per_pixel, h0.bits_stored)
     icc = None
-    if apply_icc and spp == 3:
-        icc = next((op.icc_profile for op in info0.optical_paths if op.icc_profile), None)
+    if apply_icc and h0.samples_per_pixel == 3:
+        icc = next((op.icc_profile for op in h0.optical_paths if op.icc_profile), None)
+    reader = LevelReader(name, headers, path_ids=path_ids, n_planes=n_planes, sparse_z=sparse_z, fill=fill,
+                         icc_profile=icc, jpeg_decoder=jpeg_decoder, storage_options=storage_options, fetch=fetch)
+    reader.check_full_coverage()
+    th, tw = reader.tile
+    total = reader.total
+    n_paths = len(path_ids)
+    dtype = reader.dtype
+    tail = reader.tail
 
     cy, cx = _chunk_tiles(chunks)
-    y_edges = np.unique(np.r_[np.arange(0, total[0], th * cy), total[0]])
-    x_edges = np.unique(np.r_[np.arange(0, total[1], tw * cx), total[1]])
-    bins = bin_placements(placements, y_edges, x_edges)
+    token = tokenize(sorted(h.sop_instance_uid for h in headers), [h.path for h in headers], total, (th, tw),
+                     cy, cx, fill, dtype.str, bool(icc), threads, jpeg_decoder, name)
+    key = f"wsi-{name}-{token}"
+    arr_like = LevelArray(reader, key, threads)
+    lead_chunks = ((1,) * n_paths,) * (n_paths > 1) + ((1,) * n_planes,) * (n_planes > 1)
+    chunk_spec = lead_chunks + (_edges(total[0], th * cy), _edges(total[1], tw * cx)) + (((tail[0],),) if tail else ())
+    arr = _lazy_array(arr_like, chunk_spec, key)
+    register(key, reader)
 
     lead_dims: list[str] = []
     if n_paths > 1:
         lead_dims.append("optical_path")
     if n_planes > 1:
         lead_dims.append("focal_plane")
-    tail = (spp,) if spp > 1 else ()
-    token = tokenize(sorted({str(r) for r in rows["sop_instance_uid"]}), total, (th, tw), cy, cx, fill, dtype.str,
-                     bool(icc), threads, jpeg_decoder, [(pl.ref.url, pl.ref.offset) for pl in placements[:4]])
-    key = f"wsi-{name}-{token}"
-    graph: dict = {}
-    for ip in range(n_paths):
-        for iz in range(n_planes):
-            for iy in range(len(y_edges) - 1):
-                for ix in range(len(x_edges) - 1):
-                    y0, y1 = int(y_edges[iy]), int(y_edges[iy + 1])
-                    x0, x1 = int(x_edges[ix]), int(x_edges[ix + 1])
-                    spec = TileSpec(y0=y0, x0=x0, shape=(y1 - y0, x1 - x0) + tail, dtype=dtype.str, fill=fill,
-                                    lead=len(lead_dims), threads=threads, storage_options=storage_options,
-                                    icc_profile=icc, jpeg_decoder=jpeg_decoder)
-                    lead_idx = ((ip,) if n_paths > 1 else ()) + ((iz,) if n_planes > 1 else ())
-                    idx = lead_idx + (iy, ix) + ((0,) if tail else ())
-                    graph[(key,) + idx] = (read_tiles, tuple(bins.get((ip, iz, iy, ix), ())), spec)
-    chunk_spec = ((1,) * n_paths,) * (n_paths > 1) + ((1,) * n_planes,) * (n_planes > 1)
-    chunk_spec += (tuple(np.diff(y_edges).tolist()), tuple(np.diff(x_edges).tolist()))
-    chunk_spec += ((spp,),) if tail else ()
-    register(key, LevelIndex(placements=tuple(placements), tile=(th, tw), total=total, dtype=dtype.str,
-                             fill=fill, samples=spp, storage_options=storage_options, icc_profile=icc,
-                             jpeg_decoder=jpeg_decoder))
-    hlg = HighLevelGraph.from_collections(key, graph, dependencies=())
-    arr = da.Array(hlg, key, chunks=chunk_spec, dtype=dtype)
-
     dims = tuple(lead_dims) + ("y", "x") + (("c",) if tail else ())
-    spacing = _spacing(rows)
-    coords: dict[str, Any] = slide_coords(info0, spacing, total)
+    coords: dict[str, Any] = slide_coords(h0, h0.spacing, total)
     if tail:
-        coords["c"] = ("c", ["R", "G", "B"] if spp == 3 else list(range(spp)))
+        coords["c"] = ("c", ["R", "G", "B"] if tail[0] == 3 else list(range(tail[0])))
     if n_paths > 1:
         coords["optical_path"] = ("optical_path", path_ids)
     if n_planes > 1:
         if sparse_z is not None:
             coords["focal_plane"] = xr.Variable("focal_plane", np.array(list(sparse_z)), {"units": "mm"})
-        elif info0.spacing_between_slices:
+        elif h0.spacing_between_slices:
             coords["focal_plane"] = xr.Variable(
-                "focal_plane", np.arange(n_planes) * info0.spacing_between_slices, {"units": "mm"})
+                "focal_plane", np.arange(n_planes) * h0.spacing_between_slices, {"units": "mm"})
         else:
             coords["focal_plane"] = ("focal_plane", np.arange(n_planes))
-    out = xr.DataArray(arr, dims=dims, coords=_indexed(coords), name="image")
-    out.attrs.update(_level_attrs(rows, infos, (th, tw), total, fill, spacing, ref0.photometric_interpretation))
+    out = _data_array(arr, dims, coords, _level_attrs(headers, (th, tw), total, fill, h0.spacing))
     out.encoding["preferred_chunks"] = {"y": th, "x": tw}
     return out
+
+
+def _num(v: Any) -> Any:
+    if isinstance(v, np.integer):
+        return int(v)
+    if isinstance(v, np.floating):
+        return float(v)
+    return v
+
+
+def _edges(n: int, step: int) -> tuple[int, ...]:
+    full, rest = divmod(n, step)
+    return (step,) * full + ((rest,) if rest else ())
+
+
+def _lazy_array(arr_like: LevelArray, chunks: tuple, name: str):
+    """``dask.array.from_array(arr_like, chunks, name=name, asarray=False)`` without its per-call checks.
+
+    The graph is one materialised key holding the array-like and a lazy
+    Blockwise layer of getter tasks (nothing per chunk is built at open).
+    """
+    import dask.array as da
+    from dask.array.core import graph_from_arraylike
+
+    try:
+        graph = graph_from_arraylike(arr_like, chunks, arr_like.shape, name, lock=False, asarray=False,
+                                     dtype=arr_like.dtype, inline_array=False)
+        return da.Array(graph, name, chunks, meta=np.empty((0,) * arr_like.ndim, dtype=arr_like.dtype))
+    except TypeError:  # pragma: no cover - a Dask without this helper's signature
+        return da.from_array(arr_like, chunks=chunks, name=name, asarray=False, fancy=False, lock=False,
+                             meta=np.empty((0,) * arr_like.ndim, dtype=arr_like.dtype))
+
+
+def _data_array(data, dims: tuple, coords: dict, attrs: dict):
+    """``xr.DataArray(data, dims=dims, coords=coords, attrs=attrs, name="image")`` built directly.
+
+    Coordinates are all dimension coordinates with pandas indexes made here,
+    so xarray's validation (and its duck-array probing, which imports pint,
+    sparse... on first use) can be skipped with its ``fastpath``.
+    """
+    import xarray as xr
+
+    import pandas as pd
+    from xarray.core.indexes import PandasIndex
+
+    variables, indexes = {}, {}
+    for name, value in coords.items():
+        var = value if isinstance(value, xr.Variable) else xr.Variable(value[0], np.asarray(value[1]))
+        vals = np.asarray(var.values)
+        # labels as object (what xarray shows anyway): pandas would otherwise infer its string
+        # dtype, whose first use in a process costs ~10 ms (pyarrow)
+        index = PandasIndex(pd.Index(vals, dtype=object if vals.dtype.kind in "US" else None), name)
+        variables.update(index.create_variables({name: var}))  # the IndexVariable shares the pandas index
+        indexes[name] = index
+    try:
+        var = xr.Variable(dims, data, attrs, fastpath=True)
+        return xr.DataArray(var, coords=variables, name="image", indexes=indexes, fastpath=True)
+    except TypeError:  # pragma: no cover - an xarray without that signature
+        return xr.DataArray(data, dims=dims, coords=_indexed(coords), name="image", attrs=attrs)
 
 
 def _indexed(coords: dict):
@@ -264,47 +246,32 @@ def _indexed(coords: dict):
     return xr.Coordinates(variables, indexes=indexes)
 
 
-def _check_full_coverage(rows, placements, tile, total, n_planes, n_paths, name) -> None:
-    """TILED_FULL levels must hold every tile of their total pixel matrix."""
-    org = rows["dimension_organization_type"] if "dimension_organization_type" in rows else None
-    if org is None or not (org.astype(str).str.upper() == "TILED_FULL").all():
-        return
-    across, down = -(-total[1] // tile[1]), -(-total[0] // tile[0])
-    need = across * down * n_planes * n_paths
-    have = len({(p.path, p.plane, p.row, p.col) for p in placements})
-    if have < need:
-        files = ", ".join(sorted({str(p) for p in rows["path"].unique()}))
-        raise InvalidDicomError(
-            f"{name}: TILED_FULL frames do not cover the total pixel matrix {total[0]}x{total[1]}: "
-            f"{have} of {need} tiles ({down}x{across} tiles x {n_planes} focal planes x {n_paths} optical paths) "
-            f"in {files}; a concatenation part may be missing")
-
-
-def _level_attrs(rows, infos, tile, total, fill, spacing, stored_pi) -> dict:
-    first = _first_row(rows)
-    info = infos[str(first["path"])]
-    pi = str(first.get("photometric_interpretation") or "")
+def _level_attrs(headers: list[WsiHeader], tile, total, fill, spacing) -> dict:
+    h = headers[0]
+    pi = h.photometric_interpretation
     attrs: dict[str, Any] = {
         "modality": "SM",
-        "image_flavor": info.flavor,
+        "image_flavor": h.flavor,
         "photometric_interpretation": "RGB" if pi.startswith("YBR") else pi,
-        "stored_photometric_interpretation": stored_pi,
-        "transfer_syntax_uid": str(first["transfer_syntax_uid"]),
-        "dimension_organization_type": str(first.get("dimension_organization_type") or ""),
+        "stored_photometric_interpretation": pi,
+        "dimension_organization_type": h.organization,
         "tile_size": [int(tile[0]), int(tile[1])],
         "total_pixel_matrix": [int(total[0]), int(total[1])],
         "fill_value": _num(fill),
-        "sop_instance_uids": sorted({str(u) for u in rows["sop_instance_uid"]}),
+        "sop_instance_uids": sorted({x.sop_instance_uid for x in headers}),
     }
+    if h.transfer_syntax:  # unknown for DICOMweb metadata without (0002,0010)
+        attrs["transfer_syntax_uid"] = h.transfer_syntax
     if spacing is not None:
         attrs["pixel_spacing"] = [spacing[0], spacing[1]]
         attrs["pixel_spacing_units"] = "mm"
-    for col in ("series_instance_uid", "study_instance_uid", "frame_of_reference_uid", "manufacturer",
-                "manufacturer_model_name", "series_description", "image_type"):
-        v = first.get(col)
-        if v is not None and not (isinstance(v, float) and math.isnan(v)):
-            attrs[col] = _num(v)
-    paths = info.optical_paths
+    attrs["series_instance_uid"] = h.series_instance_uid
+    attrs["study_instance_uid"] = h.study_instance_uid
+    for k in ("frame_of_reference_uid", "manufacturer", "manufacturer_model_name", "series_description",
+              "image_type"):
+        if k in h.extra:
+            attrs[k] = h.extra[k]
+    paths = h.optical_paths
     if paths:
         op = paths[0]
         if op.description:
@@ -313,6 +280,6 @@ def _level_attrs(rows, infos, tile, total, fill, spacing, stored_pi) -> dict:
             attrs["illumination"] = op.illumination
         if op.objective_lens_power is not None:
             attrs["objective_lens_power"] = op.objective_lens_power
-    if info.container_identifier:
-        attrs["container_identifier"] = info.container_identifier
+    if h.container_identifier:
+        attrs["container_identifier"] = h.container_identifier
     return attrs

@@ -1,4 +1,10 @@
-"""``open_slide`` / ``open_slides``: whole-slide microscopy pyramids as DataTrees."""
+"""``open_slide`` / ``open_slides``: whole-slide microscopy pyramids as DataTrees.
+
+Opening reads each instance's header once (:mod:`dcmxr.wsi.headers`), with
+no generic scan table: the levels are built from the headers, the frame byte
+ranges are found when a level is first read, and the Dask graphs are lazy
+(one ``from_array`` layer per level).
+"""
 
 from __future__ import annotations
 
@@ -7,29 +13,54 @@ from typing import Any
 import pandas as pd
 
 from ..errors import AmbiguousSelectionError, SelectionError
-from .instances import ASSOCIATED, VOLUME, WSI_SOP_CLASS, InstanceInfo, icc_base64, read_instance
+from .headers import WsiHeader, read_headers
+from .instances import ASSOCIATED, VOLUME, icc_base64
 from .level import build_level
 
 __all__ = ["list_slides", "open_slide", "open_slides"]
 
 
-def _as_table(source: Any, storage_options: dict | None, strict: bool) -> pd.DataFrame:
-    if isinstance(source, pd.DataFrame):
+def _headers(source: Any, storage_options: dict | None, strict: bool) -> list[WsiHeader]:
+    """Headers of the WSI instances a source names (a scan table: its files)."""
+    if isinstance(source, list) and source and all(isinstance(h, WsiHeader) for h in source):
         return source
-    from ..catalog.scan import scan
+    if isinstance(source, pd.DataFrame):
+        paths = list(dict.fromkeys(source["path"].astype(str))) if "path" in source.columns else []
+    else:
+        from ..catalog.sources import expand
 
-    return scan(source, strict=strict, storage_options=storage_options, progress=False)
-
-
-def _wsi_rows(table: pd.DataFrame) -> pd.DataFrame:
-    if "sop_class_uid" not in table.columns:
-        return table.iloc[0:0]
-    return table[table["sop_class_uid"] == WSI_SOP_CLASS]
+        paths = expand(source, storage_options=storage_options)
+    return read_headers(paths, storage_options, strict)
 
 
-def _flavor(image_type: Any) -> str:
-    parts = str(image_type or "").split("\\")
-    return parts[2].upper() if len(parts) > 2 else VOLUME
+def _by_series(headers: list[WsiHeader]) -> dict[str, list[WsiHeader]]:
+    out: dict[str, list[WsiHeader]] = {}
+    for h in headers:
+        out.setdefault(h.series_instance_uid, []).append(h)
+    return out
+
+
+def _level_sizes(headers: list[WsiHeader]) -> list[tuple[int, int]]:
+    sizes = {(h.total_rows, h.total_columns) for h in headers if h.flavor == VOLUME}
+    return sorted(sizes, key=lambda s: (-s[1], -s[0]))
+
+
+def _listing(headers: list[WsiHeader]) -> pd.DataFrame:
+    out = []
+    for uid, hs in _by_series(headers).items():
+        sizes = _level_sizes(hs)
+        out.append({
+            "series_instance_uid": uid,
+            "study_instance_uid": hs[0].study_instance_uid,
+            "series_description": hs[0].extra.get("series_description"),
+            "levels": len(sizes),
+            "associated": sorted({h.flavor for h in hs if h.flavor != VOLUME}),
+            "width": int(sizes[0][1]) if sizes else None,
+            "height": int(sizes[0][0]) if sizes else None,
+            "instances": len({h.path for h in hs}),
+        })
+    return pd.DataFrame(out, columns=["series_instance_uid", "study_instance_uid", "series_description", "levels",
+                                      "associated", "width", "height", "instances"])
 
 
 def list_slides(source: Any, *, storage_options: dict | None = None, strict: bool = False) -> pd.DataFrame:
@@ -46,69 +77,43 @@ def list_slides(source: Any, *, storage_options: dict | None = None, strict: boo
         ``series_description``, ``levels``, ``associated``, ``width``,
         ``height`` (of the largest level), ``instances``.
     """
-    table = _wsi_rows(_as_table(source, storage_options, strict))
-    out = []
-    for uid, rows in table.groupby(table["series_instance_uid"].fillna(""), sort=False):
-        flav = rows["image_type"].map(_flavor) if "image_type" in rows else pd.Series(VOLUME, index=rows.index)
-        vol = rows[flav == VOLUME]
-        sizes = vol.groupby(["total_pixel_matrix_rows", "total_pixel_matrix_columns"]).size().index
-        big = max(sizes, key=lambda s: s[1]) if len(sizes) else (None, None)
-        out.append({
-            "series_instance_uid": uid,
-            "study_instance_uid": rows["study_instance_uid"].iloc[0],
-            "series_description": rows["series_description"].iloc[0] if "series_description" in rows else None,
-            "levels": len(sizes),
-            "associated": sorted(set(flav[flav != VOLUME])),
-            "width": None if big[1] is None else int(big[1]),
-            "height": None if big[0] is None else int(big[0]),
-            "instances": int(rows["path"].nunique()),
-        })
-    return pd.DataFrame(out, columns=["series_instance_uid", "study_instance_uid", "series_description", "levels",
-                                      "associated", "width", "height", "instances"])
+    return _listing(_headers(source, storage_options, strict))
 
 
-def _select(table: pd.DataFrame, slide: str | int | None) -> pd.DataFrame:
-    if slide is None and len(table) and table["series_instance_uid"].nunique(dropna=False) == 1:
-        return table  # one slide: no listing needed
-    listing = list_slides(table)
-    if len(listing) == 0:
+def _select(headers: list[WsiHeader], slide: str | int | None) -> list[WsiHeader]:
+    series = _by_series(headers)
+    if not series:
         raise SelectionError("no VL Whole Slide Microscopy images (SOP class 1.2.840.10008.5.1.4.1.1.77.1.6) found")
+    if slide is None and len(series) == 1:
+        return headers
+    listing = _listing(headers)
     if slide is None:
-        if len(listing) > 1:
-            shown = "\n".join(f"  [{i}] {r.series_instance_uid} ({r.width}x{r.height}, {r.levels} levels)"
-                              for i, r in enumerate(listing.itertuples()))
-            raise AmbiguousSelectionError(
-                f"{len(listing)} slides found; pick one with slide=<index or SeriesInstanceUID> "
-                f"or use dcmxr.open_slides:\n{shown}")
-        uid = listing["series_instance_uid"].iloc[0]
-    elif isinstance(slide, int):
+        shown = "\n".join(f"  [{i}] {r.series_instance_uid} ({r.width}x{r.height}, {r.levels} levels)"
+                          for i, r in enumerate(listing.itertuples()))
+        raise AmbiguousSelectionError(
+            f"{len(listing)} slides found; pick one with slide=<index or SeriesInstanceUID> "
+            f"or use dcmxr.open_slides:\n{shown}")
+    if isinstance(slide, int):
         if not 0 <= slide < len(listing):
             raise SelectionError(f"slide index {slide} out of range (0..{len(listing) - 1})")
-        uid = listing["series_instance_uid"].iloc[slide]
-    else:
-        if slide not in set(listing["series_instance_uid"]):
-            raise SelectionError(f"no slide with SeriesInstanceUID {slide!r}; found {list(listing['series_instance_uid'])}")
-        uid = slide
-    return table[table["series_instance_uid"].fillna("") == uid]
+        return series[listing["series_instance_uid"].iloc[slide]]
+    if slide not in series:
+        raise SelectionError(f"no slide with SeriesInstanceUID {slide!r}; found {list(series)}")
+    return series[slide]
 
 
-def _build_tree(rows: pd.DataFrame, *, chunks, fill, threads, storage_options, apply_icc, jpeg_decoder):
+def _build_tree(headers: list[WsiHeader], fetcher: Any = None, **kw):
+    """The DataTree of one slide; ``fetcher(level_headers)`` gives a tile fetcher per level (DICOMweb)."""
     import xarray as xr
 
-    infos: dict[str, InstanceInfo] = {p: read_instance(p, storage_options) for p in rows["path"].unique()}
-    flavor = rows["path"].map(lambda p: infos[p].flavor)
-    vol = rows[flavor == VOLUME]
+    def level(hs: list[WsiHeader], name: str):
+        return build_level(hs, name=name, fetch=fetcher(hs) if fetcher is not None else None, **kw)
+
     groups: dict[str, xr.Dataset] = {}
     levels = []
-    if len(vol):
-        key = ["total_pixel_matrix_rows", "total_pixel_matrix_columns"]
-        parts = dict(iter(vol.groupby(key, sort=False)))
-        sizes = sorted(parts, key=lambda s: (-s[1], -s[0]))
-        for i, (r, c) in enumerate(sizes):
-            lrows = parts[(r, c)]
-            da = build_level(lrows, infos, name=f"level_{i}", chunks=chunks, fill=fill, threads=threads,
-                             storage_options=storage_options, apply_icc=apply_icc, jpeg_decoder=jpeg_decoder)
-            levels.append(da)
+    for i, size in enumerate(_level_sizes(headers)):
+        hs = [h for h in headers if h.flavor == VOLUME and (h.total_rows, h.total_columns) == size]
+        levels.append(level(hs, f"level_{i}"))
     base = levels[0] if levels else None
     downsamples = []
     for i, da in enumerate(levels):
@@ -120,21 +125,21 @@ def _build_tree(rows: pd.DataFrame, *, chunks, fill, threads, storage_options, a
         node.attrs = {"downsample": ds_, "level": i}
         groups[f"/level_{i}"] = node
     used: dict[str, int] = {}
-    for path in rows[flavor.isin(ASSOCIATED)]["path"].unique():
-        info = infos[path]
-        arows = rows[rows["path"] == path]
-        n = used.get(info.flavor, 0)
-        used[info.flavor] = n + 1
-        name = info.flavor.lower() + (f"_{n + 1}" if n else "")
-        da = build_level(arows, infos, name=name, chunks=chunks, fill=fill, threads=threads,
-                         storage_options=storage_options, apply_icc=apply_icc, jpeg_decoder=jpeg_decoder)
+    for h in headers:
+        if h.flavor not in ASSOCIATED:
+            continue
+        n = used.get(h.flavor, 0)
+        used[h.flavor] = n + 1
+        name = h.flavor.lower() + (f"_{n + 1}" if n else "")
+        da = level([h], name)
         node = da.to_dataset()
-        node.attrs = {"image_flavor": info.flavor}
+        node.attrs = {"image_flavor": h.flavor}
         groups[f"/{name}"] = node
-    first = infos[str((vol if len(vol) else rows)["path"].iloc[0])]
-    root = xr.Dataset(attrs=_slide_attrs(rows, first, downsamples, levels))
-    groups["/"] = root
-    return xr.DataTree.from_dict(groups)
+    vol = [h for h in headers if h.flavor == VOLUME]
+    first = vol[0] if vol else headers[0]
+    root = xr.Dataset(attrs=_slide_attrs(first, downsamples, levels))
+    # the constructor with children is cheaper than DataTree.from_dict (no path parsing)
+    return xr.DataTree(dataset=root, children={k.lstrip("/"): xr.DataTree(dataset=v) for k, v in groups.items()})
 
 
 def _downsample(base, da) -> float:
@@ -147,12 +152,11 @@ def _downsample(base, da) -> float:
     return round((base.sizes["y"] / da.sizes["y"] + base.sizes["x"] / da.sizes["x"]) / 2, 6)
 
 
-def _slide_attrs(rows: pd.DataFrame, info: InstanceInfo, downsamples: list[float], levels: list) -> dict:
-    first = rows.iloc[0]
+def _slide_attrs(info: WsiHeader, downsamples: list[float], levels: list) -> dict:
     attrs: dict[str, Any] = {
         "modality": "SM",
-        "series_instance_uid": str(first["series_instance_uid"]),
-        "study_instance_uid": str(first["study_instance_uid"]),
+        "series_instance_uid": info.series_instance_uid,
+        "study_instance_uid": info.study_instance_uid,
         "level_count": len(levels),
         "level_downsamples": downsamples,
         "level_dimensions": [[int(d.sizes["x"]), int(d.sizes["y"])] for d in levels],
@@ -170,8 +174,8 @@ def _slide_attrs(rows: pd.DataFrame, info: InstanceInfo, downsamples: list[float
     if info.container_identifier:
         attrs["container_identifier"] = info.container_identifier
     for col in ("frame_of_reference_uid", "series_description", "manufacturer", "patient_id"):
-        v = first.get(col)
-        if isinstance(v, str) and v:
+        v = info.extra.get(col)
+        if v:
             attrs[col] = v
     icc = icc_base64(info.optical_paths)
     if icc is not None:
@@ -195,8 +199,9 @@ def open_slide(
 
     Parameters
     ----------
-    source : path, URL, glob, DICOMDIR, list of them, or a scan table
-        The slide's instances (all levels, associated images, concatenation parts).
+    source : path, URL, glob, DICOMDIR, list of them, a scan table, or ``dicomweb://host/prefix?study=S&series=SE``
+        The slide's instances (all levels, associated images, concatenation parts);
+        a DICOMweb URL opens that series with :func:`dcmxr.wsi.web.open_slide_dicomweb`.
     slide : int or str, optional
         Which slide when the source holds several: index in
         :func:`list_slides` order or SeriesInstanceUID.
@@ -241,9 +246,13 @@ def open_slide(
 
     if jpeg_decoder not in JPEG_DECODERS:
         raise ValueError(f"jpeg_decoder must be one of {JPEG_DECODERS}, got {jpeg_decoder!r}")
-    table = _as_table(source, storage_options, strict)
-    rows = _select(_wsi_rows(table), slide)
-    return _build_tree(rows, chunks=chunks, fill=fill, threads=threads, storage_options=storage_options,
+    if isinstance(source, str) and source.startswith(("dicomweb://", "dicomwebs://")):
+        from .web import open_slide_dicomweb
+
+        return open_slide_dicomweb(source, chunks=chunks, fill=fill, threads=threads, apply_icc=apply_icc,
+                                   jpeg_decoder=jpeg_decoder)
+    headers = _select(_headers(source, storage_options, strict), slide)
+    return _build_tree(headers, chunks=chunks, fill=fill, threads=threads, storage_options=storage_options,
                        apply_icc=apply_icc, jpeg_decoder=jpeg_decoder)
 
 
@@ -256,6 +265,8 @@ def open_slides(source: Any, **kwargs: Any) -> dict[str, Any]:
     **kwargs
         Passed to :func:`open_slide`.
     """
-    table = _as_table(source, kwargs.get("storage_options"), kwargs.get("strict", False))
-    listing = list_slides(table)
-    return {uid: open_slide(table, uid, **kwargs) for uid in listing["series_instance_uid"]}
+    headers = _headers(source, kwargs.get("storage_options"), kwargs.get("strict", False))
+    series = _by_series(headers)
+    if not series:
+        raise SelectionError("no VL Whole Slide Microscopy images (SOP class 1.2.840.10008.5.1.4.1.1.77.1.6) found")
+    return {uid: open_slide(hs, **kwargs) for uid, hs in series.items()}
