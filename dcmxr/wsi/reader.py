@@ -302,7 +302,7 @@ class LevelReader:
         return data
 
     def read(self, y0: int, x0: int, h: int, w: int, *, path: int = 0, plane: int = 0, threads: int = 1,
-             cache: bool = False) -> np.ndarray:
+             cache: bool = False, out: np.ndarray | None = None) -> np.ndarray:
         """The rectangle ``[y0:y0+h, x0:x0+w]`` of the level (``fill`` beyond it / where no tile lies).
 
         Parameters
@@ -315,22 +315,36 @@ class LevelReader:
             Decoder threads (a shared pool).
         cache : bool
             Keep decoded tiles in the process-wide LRU (region reads; ignored
-            for reads larger than a quarter of :data:`TILE_CACHE_BYTES`).
+            for reads larger than a quarter of :data:`TILE_CACHE_BYTES`, and
+            only the tiles the rectangle cuts are kept: those wholly inside
+            it are decoded straight into place).
+        out : numpy.ndarray, optional
+            Write into this C-contiguous ``(h, w[, samples])`` array of the
+            level's dtype (e.g. a slot of a preallocated whole-level array)
+            instead of a new one.
 
         Returns
         -------
         numpy.ndarray
-            ``(h, w[, samples])``.
+            ``(h, w[, samples])``: ``out`` when given.
         """
         from . import reader as _self
         from .decode import decode_blob, pool
 
         ids_arr, complete = self._cover(y0, x0, h, w, path, plane)
         shape = (h, w) + self.tail
-        out = np.empty(shape, self.dtype) if complete else np.full(shape, self.fill, dtype=self.dtype)
+        given = out is not None
+        if out is None:
+            out = np.empty(shape, self.dtype) if complete else np.full(shape, self.fill, dtype=self.dtype)
+        else:
+            if out.shape != shape or out.dtype != self.dtype or not out.flags.c_contiguous:
+                raise ValueError(f"out must be a C-contiguous {shape} {self.dtype} array, got {out.shape} "
+                                 f"{out.dtype}")
+            if not complete:
+                out.fill(self.fill)
         ids = ids_arr.tolist()
         if not ids:
-            return self._icc(out)
+            return self._icc(out, inplace=given)
         cache = cache and out.nbytes <= _self.TILE_CACHE_BYTES // 4
         L = self.layout
         hmax, wmax = min(h, self.total[0] - y0), min(w, self.total[1] - x0)
@@ -369,9 +383,14 @@ class LevelReader:
 
         def work(m: int):
             j = need[m]
-            into = CACHE.take(tile_shape, self.dtype) if cache else None
-            if not cache and not ordered:
+            keep = cache
+            if not ordered:
                 r0, c0, ys, xs, ye, xe = place(j, *self.tile)
+                # a tile wholly inside the region is not kept: a whole-level (or large) read decodes
+                # each tile once, straight into place, with no cache copy
+                keep = cache and not ((ys, xs) == (r0, c0) and (ye - ys, xe - xs) == self.tile)
+            into = CACHE.take(tile_shape, self.dtype) if keep else None
+            if not keep and not ordered:
                 view = out[ys:ye, xs:xe]
                 if (ys, xs) == (r0, c0) and view.shape == tile_shape and view.flags.c_contiguous:
                     into = view  # the tile is a contiguous block of the output: decode in place
@@ -383,7 +402,7 @@ class LevelReader:
                 if syntax and syntax != ref.transfer_syntax:
                     ref = dataclasses.replace(ref, transfer_syntax=syntax)
             arr = decode_blob(ref, blob, dec, raw=raw, out=into)
-            if cache:
+            if keep:
                 CACHE.put((refs[j].url, refs[j].frame_index, refs[j].offset, dec), arr, len(ids))
             if ordered:
                 return arr
@@ -415,14 +434,18 @@ class LevelReader:
                 tiles[j] = decoded[m]
             for j in range(len(ids)):
                 paste(j, tiles[j])
-        return self._icc(out)
+        return self._icc(out, inplace=given)
 
-    def _icc(self, out: np.ndarray) -> np.ndarray:
+    def _icc(self, out: np.ndarray, inplace: bool = False) -> np.ndarray:
         if self.icc_profile is None:
             return out
         from .icc import apply_icc
 
-        return apply_icc(out, self.icc_profile)
+        conv = apply_icc(out, self.icc_profile)
+        if inplace and conv is not out:
+            out[...] = conv
+            return out
+        return conv
 
 
 class LevelArray:
