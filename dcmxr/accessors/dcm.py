@@ -18,53 +18,6 @@ from ..geometry.orientation import axis_codes, direction_matrix
 from .spatial import spatial
 
 
-def _load_frames_into(data, out: np.ndarray) -> bool:
-    """Decode an untransformed dcmxr array chunk by chunk straight into ``out``.
-
-    Returns False (nothing done) when ``data`` is not a plain FrameStack graph, so the
-    caller falls back to ``dask.array.store``.
-    """
-    import os
-    from concurrent.futures import ThreadPoolExecutor
-
-    import dask
-
-    from ..backend.build import FrameStack
-
-    graph = dict(data.__dask_graph__())
-    stacks = [v for v in graph.values() if isinstance(v, FrameStack)]
-    if len(stacks) != 1 or len(graph) != int(np.prod(data.numblocks)) + 1:
-        return False
-    stack = stacks[0]
-    nlead = stack.index.ndim
-    starts = [np.cumsum((0,) + tuple(c)).tolist() for c in data.chunks[:nlead]]
-
-    def one(block):
-        lead = tuple(slice(starts[d][b], starts[d][b + 1]) for d, b in enumerate(block))
-        func, (refs, spec) = stack.block_task(lead)
-        target = out[lead]
-        if target.flags.c_contiguous:
-            func(refs, spec, out=target)
-        else:
-            target[...] = func(refs, spec)
-
-    blocks = list(np.ndindex(*data.numblocks[:nlead]))
-    native = ("1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.2")
-    if dask.config.get("scheduler", None) in ("sync", "synchronous", "single-threaded"):
-        workers = 1
-    elif all(r.transfer_syntax in native for r in stack.refs if r is not None):
-        workers = 1  # uncompressed: a memory copy from the page cache; threads only add overhead
-    else:
-        workers = dask.config.get("num_workers", None) or os.cpu_count() or 1
-    if workers == 1 or len(blocks) == 1:
-        for b in blocks:
-            one(b)
-    else:
-        with ThreadPoolExecutor(min(workers, len(blocks))) as pool:
-            list(pool.map(one, blocks))
-    return True
-
-
 class DcmAccessor:
     """Geometry, transforms and exports for arrays opened by dcmxr (``obj.dcm``)."""
 
@@ -204,9 +157,15 @@ class DcmAccessor:
         """Compute into one preallocated numpy array (memory-lean ``.load()``).
 
         ``da.values`` keeps every computed chunk and then concatenates them, so a
-        full load briefly needs twice the array; this writes each chunk into its
-        place as soon as it is decoded (``dask.array.store``), so the peak stays
-        near the array size plus the chunks in flight.
+        full load briefly needs twice the array; this decodes every frame straight
+        into its place, so the peak stays near the array size. An array as opened
+        (no operations applied) of local files is decoded frame by frame on as many
+        threads as the Dask scheduler setting gives (synchronous: the ``threads=``
+        it was opened with), each thread taking the next frame when free
+        (:func:`dcmxr.backend.build.load_into`); anything else, or any
+        ``compute_kwargs``, goes through ``dask.array.store`` chunk by chunk. A
+        whole-slide level as opened is read by its level reader
+        (:func:`dcmxr.wsi.load.load_level_into`).
 
         Returns
         -------
@@ -220,8 +179,14 @@ class DcmAccessor:
             raise TypeError("dcm.load() works on a DataArray; use ds.load() for a Dataset")
         if not isinstance(obj.data, dska.Array):
             return obj
+        from ..backend.build import load_into
+
         out = np.empty(obj.shape, dtype=obj.dtype)
-        if not compute_kwargs and _load_frames_into(obj.data, out):
+        if not compute_kwargs and load_into(obj.data, out):
+            return obj.copy(data=out)
+        from ..wsi.load import load_level_into
+
+        if load_level_into(obj.data, out, **compute_kwargs):  # a WSI level: its reader decodes into `out`, no Dask
             return obj.copy(data=out)
         dska.store(obj.data, out, lock=False, **compute_kwargs)
         return obj.copy(data=out)

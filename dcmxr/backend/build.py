@@ -274,6 +274,86 @@ class FrameStack:
         return f"FrameStack(shape={self.shape}, dtype={self.dtype}, frames={len(self.refs)})"
 
 
+_NATIVE_SYNTAXES = ("1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.2")
+
+
+def _load_threads(stack: FrameStack) -> int:
+    """Threads for a whole-array load under the current Dask scheduler setting.
+
+    Synchronous: the stack's own ``threads``. Uncompressed: 1 (a memory copy from the
+    page cache; threads only add overhead). Otherwise the Dask worker count (``num_workers``,
+    else the CPU count), at least the stack's ``threads``.
+    """
+    import dask
+
+    if dask.config.get("scheduler", None) in ("sync", "synchronous", "single-threaded"):
+        return max(int(stack.threads), 1)
+    if all(r.transfer_syntax in _NATIVE_SYNTAXES for r in stack.refs if r is not None):
+        return 1
+    workers = dask.config.get("num_workers", None) or os.cpu_count() or 1
+    return max(int(workers), int(stack.threads), 1)
+
+
+def load_into(data, out: np.ndarray) -> bool:
+    """Decode an untransformed dcmxr Dask array straight into ``out`` (``da.dcm.load()``).
+
+    Local frames are decoded as **one** block over the whole array: every frame is a task
+    of :func:`dcmxr.decode.codecs.map_in_threads`, so the threads (the caller plus the
+    shared decoder pool) take the next frame as they become free, with no per-chunk barrier
+    and no chunk handed whole to a worker that may be descheduled. Remote frames keep one
+    block per chunk (one coalesced request per file and chunk).
+
+    Parameters
+    ----------
+    data : dask.array.Array
+        The ``.data`` of an array from :func:`build_dataarray` (no operations applied).
+    out : numpy.ndarray
+        C-contiguous, ``data.shape`` and ``data.dtype``.
+
+    Returns
+    -------
+    bool
+        False (nothing done) when ``data`` is not a plain FrameStack graph or ``out`` does not
+        fit; the caller then computes it another way.
+    """
+    from dataclasses import replace
+
+    graph = dict(data.__dask_graph__())
+    stacks = [v for v in graph.values() if isinstance(v, FrameStack)]
+    if (len(stacks) != 1 or len(graph) != int(np.prod(data.numblocks)) + 1
+            or out.shape != stacks[0].shape or out.dtype != stacks[0].dtype or not out.flags.c_contiguous):
+        return False
+    stack = stacks[0]
+    threads = _load_threads(stack)
+    nlead = stack.index.ndim
+    remote = any(r is not None and "://" in r.url and not r.url.startswith("file://") for r in stack.refs)
+    if not remote:
+        func, (refs, spec) = stack.block_task((slice(None),) * nlead)
+        func(refs, replace(spec, threads=threads), out=out)
+        return True
+    starts = [np.cumsum((0,) + tuple(c)).tolist() for c in data.chunks[:nlead]]
+
+    def one(block):
+        lead = tuple(slice(starts[d][b], starts[d][b + 1]) for d, b in enumerate(block))
+        func, (refs, spec) = stack.block_task(lead)
+        target = out[lead]
+        if target.flags.c_contiguous:
+            func(refs, spec, out=target)
+        else:
+            target[...] = func(refs, spec)
+
+    blocks = list(np.ndindex(*data.numblocks[:nlead]))
+    if threads == 1 or len(blocks) == 1:
+        for b in blocks:
+            one(b)
+    else:  # its own pool: the chunks themselves may use the shared decoder pool
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(min(threads, len(blocks))) as pool:
+            list(pool.map(one, blocks))
+    return True
+
+
 def _chunks_along(n: int, size: int) -> tuple[int, ...]:
     size = max(1, min(size, n)) if n else 1
     full, rest = divmod(n, size)
