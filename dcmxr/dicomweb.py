@@ -48,7 +48,7 @@ Requires ``dicomweb-client`` (``pip install 'dcmxr[dicomweb]'``).
 from __future__ import annotations
 
 import urllib.parse
-from typing import Any
+from typing import Any, Callable
 
 import pandas as pd
 
@@ -383,16 +383,8 @@ def series_metadata(client_or_url: Any, study_uid: str, series_uid: str, *,
         The request failed.
     """
     client = _client(client_or_url, headers)
-    base = _base_of(client)
-    try:
-        metadata = client.retrieve_series_metadata(study_uid, series_uid)
-    except Exception as exc:  # noqa: BLE001 - requests.HTTPError and friends
-        status = getattr(getattr(exc, "response", None), "status_code", None)
-        if status == 404:
-            raise SelectionError(f"no series {series_uid} in study {study_uid} at {base}") from exc
-        raise OSError(f"{base}: WADO-RS metadata request failed: {exc}") from exc
-    if not metadata:
-        raise SelectionError(f"no instances in series {series_uid} of study {study_uid} at {base}")
+    metadata = _metadata(client, lambda: client.retrieve_series_metadata(study_uid, series_uid),
+                         f"series {series_uid} in study {study_uid}")
     return metadata
 
 
@@ -531,16 +523,21 @@ def study_metadata(client_or_url: Any, study_uid: str, *, headers: dict | None =
         The request failed.
     """
     client = _client(client_or_url, headers)
+    return _metadata(client, lambda: client.retrieve_study_metadata(study_uid), f"study {study_uid}")
+
+
+def _metadata(client: Any, request: Callable[[], list], what: str) -> list[dict]:
+    """Run a WADO-RS metadata request; 404 or no instances -> SelectionError, other failures -> OSError."""
     base = _base_of(client)
     try:
-        metadata = client.retrieve_study_metadata(study_uid)
+        metadata = request()
     except Exception as exc:  # noqa: BLE001 - requests.HTTPError and friends
         status = getattr(getattr(exc, "response", None), "status_code", None)
         if status == 404:
-            raise SelectionError(f"no study {study_uid} at {base}") from exc
-        raise OSError(f"{base}: WADO-RS study metadata request failed: {exc}") from exc
+            raise SelectionError(f"no {what} at {base}") from exc
+        raise OSError(f"{base}: WADO-RS metadata request for {what} failed: {exc}") from exc
     if not metadata:
-        raise SelectionError(f"no instances in study {study_uid} at {base}")
+        raise SelectionError(f"no instances in {what} at {base}")
     return metadata
 
 

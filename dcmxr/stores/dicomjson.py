@@ -286,18 +286,24 @@ def _dictionary_vr(tag: int) -> str | None:
     return vr
 
 
+def _head(buf, off: int, implicit: bool) -> tuple[int, int, int, int]:
+    """``(group, element, length, value offset)`` of the element header at ``off`` (little endian)."""
+    if implicit:
+        g, e = _TAG.unpack_from(buf, off)
+        return g, e, _U32.unpack_from(buf, off + 4)[0], off + 8
+    g, e, vr, ln = _EXPL.unpack_from(buf, off)
+    if vr in _LONG_VR:
+        return g, e, _U32.unpack_from(buf, off + 8)[0], off + 12
+    return g, e, ln, off + 8
+
+
 def _meta_string(buf, start: int, tag_want: int) -> str | None:
     """A string value of the (explicit VR LE) file meta group."""
     off = start
     while off + 8 <= len(buf):
-        g, e, vr, ln = _EXPL.unpack_from(buf, off)
+        g, e, ln, off = _head(buf, off, False)
         if g != 0x0002:
             return None
-        if vr in _LONG_VR:
-            ln = _U32.unpack_from(buf, off + 8)[0]
-            off += 12
-        else:
-            off += 8
         if ((g << 16) | e) == tag_want:
             return bytes(buf[off:off + ln]).decode("ascii", "replace").rstrip("\0 ")
         off += ln
@@ -311,16 +317,7 @@ def _charset(buf, off: int, implicit: bool) -> str:
     g, e = _TAG.unpack_from(buf, off)
     # Specific Character Set, when present, is among the first elements (group 0008, element 0005)
     while off + 8 <= len(buf) and (g, e) < (0x0008, 0x0005):
-        if implicit:
-            ln = _U32.unpack_from(buf, off + 4)[0]
-            off += 8
-        else:
-            _, _, vr, ln = _EXPL.unpack_from(buf, off)
-            if vr in _LONG_VR:
-                ln = _U32.unpack_from(buf, off + 8)[0]
-                off += 12
-            else:
-                off += 8
+        _, _, ln, off = _head(buf, off, implicit)
         if ln == _UNDEF:
             raise _Fallback("undefined length before the character set")
         off += ln
@@ -329,12 +326,7 @@ def _charset(buf, off: int, implicit: bool) -> str:
         g, e = _TAG.unpack_from(buf, off)
     if (g, e) != (0x0008, 0x0005):
         return "iso8859"
-    if implicit:
-        ln = _U32.unpack_from(buf, off + 4)[0]
-        off += 8
-    else:
-        ln = _EXPL.unpack_from(buf, off)[3]
-        off += 8
+    _, _, ln, off = _head(buf, off, implicit)
     return _encoding_of(bytes(buf[off:off + ln]))
 
 
@@ -408,17 +400,7 @@ def _walk_buffer(buf: bytes, path: str, cache: HeaderCache, size: int, fd: int):
 def _find_sop(buf, off: int, implicit: bool) -> str:
     n = len(buf)
     while off + 8 <= n:
-        g, e = _TAG.unpack_from(buf, off)
-        if implicit:
-            ln = _U32.unpack_from(buf, off + 4)[0]
-            off += 8
-        else:
-            _, _, vr, ln = _EXPL.unpack_from(buf, off)
-            if vr in _LONG_VR:
-                ln = _U32.unpack_from(buf, off + 8)[0]
-                off += 12
-            else:
-                off += 8
+        g, e, ln, off = _head(buf, off, implicit)
         if (g, e) == (0x0008, 0x0018):
             return bytes(buf[off:off + ln]).decode("ascii", "replace").rstrip("\0 ")
         if ln == _UNDEF or g > 0x0008:
